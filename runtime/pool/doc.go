@@ -1,0 +1,2 @@
+// Package pool is the caching allocator both backends use.
+package pool
