@@ -252,7 +252,10 @@ func CheckRMSNorm(dst, x, weight tensor.Tensor, opts NormOptions) error {
 	if !(opts.Eps >= 0) {
 		return argErr(NameRMSNorm, "eps", "%v is not a non-negative number", opts.Eps)
 	}
-	return checkVector(NameRMSNorm, "weight", weight, x.Dim(-1))
+	if err := checkVector(NameRMSNorm, "weight", weight, x.Dim(-1)); err != nil {
+		return err
+	}
+	return checkOutput(NameRMSNorm, dst, weight)
 }
 
 // CheckLayerNorm validates LayerNorm: as RMSNorm, with an optional bias too.
@@ -266,7 +269,10 @@ func CheckLayerNorm(dst, x, weight, bias tensor.Tensor, opts NormOptions) error 
 	if err := checkVector(NameLayerNorm, "weight", weight, x.Dim(-1)); err != nil {
 		return err
 	}
-	return checkVector(NameLayerNorm, "bias", bias, x.Dim(-1))
+	if err := checkVector(NameLayerNorm, "bias", bias, x.Dim(-1)); err != nil {
+		return err
+	}
+	return checkOutput(NameLayerNorm, dst, weight, bias)
 }
 
 // CheckRoPE validates RoPE: x and dst are [nTokens, nHeads, headDim] or
@@ -301,7 +307,10 @@ func CheckRoPE(dst, x, positions tensor.Tensor, opts RoPEOptions) error {
 	if !(o.FreqBase > 0) || !(o.FreqScale > 0) {
 		return argErr(name, "", "FreqBase %v and FreqScale %v must be positive", o.FreqBase, o.FreqScale)
 	}
-	return checkVector(name, "FreqFactors", o.FreqFactors, o.NDims/2)
+	if err := checkVector(name, "FreqFactors", o.FreqFactors, o.NDims/2); err != nil {
+		return err
+	}
+	return checkOutput(name, dst, positions, o.FreqFactors)
 }
 
 // EmbeddingTableTypes are the dtypes an embedding table may have.
@@ -348,7 +357,7 @@ func CheckEmbedding(dst, table, ids tensor.Tensor) error {
 	if err := checkInnerContiguous(name, "dst", dst); err != nil {
 		return err
 	}
-	return checkOutput(name, dst, ids)
+	return checkOutput(name, dst, ids, table)
 }
 
 // CheckArgmax validates Argmax: x is float [..., n] with n ≥ 1 and rows

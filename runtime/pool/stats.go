@@ -15,11 +15,21 @@ type Stats struct {
 	Allocs int64
 	// CacheHits counts the allocations served from the cache.
 	CacheHits int64
-	// DeviceAllocs and DeviceFrees count calls reaching the device allocator.
+	// DeviceAllocs and DeviceFrees count calls reaching the device allocator,
+	// failed calls included.
 	DeviceAllocs int64
 	DeviceFrees  int64
-	// CacheReleases counts times the cache was emptied to retry an allocation.
+	// CacheReleases counts times the cache was emptied to retry an allocation
+	// (after the device ran out of memory, or to stay under LimitBytes).
+	// ReleaseCache and Close, called by the pool's owner, are not counted.
 	CacheReleases int64
 	// OutOfMemory counts allocations that failed with ErrOutOfMemory.
 	OutOfMemory int64
+
+	// InUseBlocks is the number of live blocks.
+	InUseBlocks int64
+	// CachedBlocks is the number of freed blocks kept for reuse.
+	CachedBlocks int64
+	// Frees counts Free calls that succeeded.
+	Frees int64
 }

@@ -10,6 +10,7 @@ package tensor
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -151,5 +152,9 @@ func (d DType) RowBytes(nElems int) (int64, error) {
 	if nElems%be != 0 {
 		return 0, fmt.Errorf("tensor: %d elements of %v is not a whole number of %d-element blocks", nElems, d, be)
 	}
-	return int64(nElems/be) * int64(d.BlockBytes()), nil
+	nBlocks, bb := int64(nElems/be), int64(d.BlockBytes())
+	if nBlocks > math.MaxInt64/bb {
+		return 0, fmt.Errorf("tensor: %d elements of %v overflow a 64-bit byte count", nElems, d)
+	}
+	return nBlocks * bb, nil
 }

@@ -173,27 +173,16 @@ func EncodeFloats(d DType, vals []float32) ([]byte, bool) {
 	return nil, false
 }
 
-// DecodeFloats converts the storage bytes of dtype d (F32, F16 or BF16) to float32.
+// DecodeFloats converts the storage bytes of dtype d (F32, F16 or BF16) to
+// float32. ok is false for any other dtype, and when len(b) is not a whole
+// number of elements. b need not be aligned.
 func DecodeFloats(d DType, b []byte) ([]float32, bool) {
-	switch d {
-	case F32:
-		out := make([]float32, len(b)/4)
-		copy(out, BytesF32(b))
-		return out, true
-	case F16:
-		h := BytesU16(b)
-		out := make([]float32, len(h))
-		for i, v := range h {
-			out[i] = F16ToF32(v)
-		}
-		return out, true
-	case BF16:
-		h := BytesU16(b)
-		out := make([]float32, len(h))
-		for i, v := range h {
-			out[i] = BF16ToF32(v)
-		}
-		return out, true
+	if !d.IsFloat() || len(b)%d.BlockBytes() != 0 {
+		return nil, false
 	}
-	return nil, false
+	out := make([]float32, len(b)/d.BlockBytes())
+	if err := Dequantize(d, b, out); err != nil {
+		return nil, false
+	}
+	return out, true
 }

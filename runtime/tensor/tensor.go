@@ -2,6 +2,7 @@ package tensor
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -76,6 +77,15 @@ func NewView(buf Buffer, dt DType, offset int, shape, strides []int) (Tensor, er
 		}
 		t.shape[i] = shape[i]
 		t.strides[i] = strides[i]
+	}
+	// The element count must fit in an int (a broadcast view can have a
+	// small extent and a huge count; NumElems would silently wrap).
+	nElems := 1
+	for _, d := range shape {
+		if d != 0 && nElems > math.MaxInt/d {
+			return Tensor{}, fmt.Errorf("tensor: element count of shape %v overflows", shape)
+		}
+		nElems *= d
 	}
 	if err := t.checkBlocks(); err != nil {
 		return Tensor{}, err
@@ -171,9 +181,12 @@ func (t Tensor) extentBytes() (int64, error) {
 			return 0, fmt.Errorf("tensor: layout overflows")
 		}
 	}
-	be := int64(t.dtype.BlockElems())
+	be, bb := int64(t.dtype.BlockElems()), int64(t.dtype.BlockBytes())
 	endBlock := last/be + 1
-	return endBlock * int64(t.dtype.BlockBytes()), nil
+	if endBlock > math.MaxInt64/bb {
+		return 0, fmt.Errorf("tensor: layout overflows")
+	}
+	return endBlock * bb, nil
 }
 
 // DType is the element type.

@@ -1,0 +1,204 @@
+package kernels
+
+import (
+	"fmt"
+
+	"github.com/kiln-gpu/kiln/runtime/tensor"
+)
+
+// Family is a kernel family: one kernels/<family>.cu, one PTX module per target.
+type Family string
+
+// The kernel families.
+const (
+	FamilyCopy      Family = "copy"
+	FamilyBinary    Family = "binary"
+	FamilyUnary     Family = "unary"
+	FamilySoftmax   Family = "softmax"
+	FamilyNorm      Family = "norm"
+	FamilyRoPE      Family = "rope"
+	FamilyEmbedding Family = "embedding"
+	FamilyArgmax    Family = "argmax"
+	FamilyProbe     Family = "probe"
+)
+
+// Families lists every kernel family.
+func Families() []Family {
+	return []Family{FamilyCopy, FamilyBinary, FamilyUnary, FamilySoftmax, FamilyNorm,
+		FamilyRoPE, FamilyEmbedding, FamilyArgmax, FamilyProbe}
+}
+
+// Kind is a kind of kernel within a family: the simple kernel every op has,
+// or one of the fast variants (the name suffix after the dtype).
+type Kind string
+
+// The kernel kinds.
+const (
+	// KindSimple: no tricks, obviously correct; every op has one.
+	KindSimple Kind = "simple"
+	// KindVec: contiguous operands, 128-bit loads and stores (suffix _vec).
+	KindVec Kind = "vec"
+	// KindWarp: one warp per row for short rows (suffix _warp).
+	KindWarp Kind = "warp"
+	// KindProbe: the benchmark harness's probes, not ops.
+	KindProbe Kind = "probe"
+)
+
+// kernelID indexes kernelTable; the launchers keep IDs, not names, so that a
+// launch looks its function up without hashing or allocating.
+type kernelID int
+
+// kernelInfo is one kernel as the launchers know it.
+type kernelInfo struct {
+	family Family
+	name   string
+	kind   Kind
+}
+
+// kernelTable holds every kernel a launcher can launch, filled by init below.
+var kernelTable []kernelInfo
+
+func register(f Family, name string, v Kind) kernelID {
+	kernelTable = append(kernelTable, kernelInfo{family: f, name: name, kind: v})
+	return kernelID(len(kernelTable) - 1)
+}
+
+// KernelInfo describes one kernel.
+type KernelInfo struct {
+	Family Family
+	Name   string
+	Kind   Kind
+}
+
+// Kernels lists every kernel the launchers use, family by family.
+func Kernels() []KernelInfo {
+	out := make([]KernelInfo, len(kernelTable))
+	for i, k := range kernelTable {
+		out[i] = KernelInfo{Family: k.family, Name: k.name, Kind: k.kind}
+	}
+	return out
+}
+
+// dtypeName is a dtype as it appears in kernel names.
+func dtypeName(d tensor.DType) string {
+	switch d {
+	case tensor.F32:
+		return "f32"
+	case tensor.F16:
+		return "f16"
+	case tensor.BF16:
+		return "bf16"
+	case tensor.I32:
+		return "i32"
+	case tensor.Q8_0:
+		return "q8_0"
+	case tensor.Q4_0:
+		return "q4_0"
+	case tensor.Q4_K:
+		return "q4_k"
+	case tensor.Q6_K:
+		return "q6_k"
+	}
+	panic(fmt.Sprintf("kernels: no kernel name for dtype %v", d))
+}
+
+// floatTypes are the dtypes of activations and op outputs.
+var floatTypes = []tensor.DType{tensor.F32, tensor.F16, tensor.BF16}
+
+// embeddingTableTypes are the table dtypes the embedding kernels decode.
+var embeddingTableTypes = []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0, tensor.Q4_K, tensor.Q6_K}
+
+func suffix(v Kind) string {
+	if v == KindSimple || v == KindProbe {
+		return ""
+	}
+	return "_" + string(v)
+}
+
+// Kernel lookup tables, filled once by init (kernel names are never built per launch).
+type (
+	copyKey struct {
+		src, dst tensor.DType
+		kind     Kind
+	}
+	binaryKey struct {
+		op    BinaryOp
+		dtype tensor.DType
+		kind  Kind
+	}
+	unaryKey struct {
+		op    UnaryOp
+		dtype tensor.DType
+		kind  Kind
+	}
+	rowsKey struct {
+		dtype tensor.DType
+		kind  Kind
+	}
+	embeddingKey struct{ table, dst tensor.DType }
+)
+
+var (
+	copyKernels      = map[copyKey]kernelID{}
+	binaryKernels    = map[binaryKey]kernelID{}
+	unaryKernels     = map[unaryKey]kernelID{}
+	softmaxKernels   = map[rowsKey]kernelID{}
+	rmsnormKernels   = map[rowsKey]kernelID{}
+	layernormKernels = map[rowsKey]kernelID{}
+	ropeKernels      = map[tensor.DType]kernelID{}
+	embeddingKernels = map[embeddingKey]kernelID{}
+	argmaxKernels    = map[tensor.DType]kernelID{}
+	readProbeKernel  kernelID
+	copyProbeKernel  kernelID
+)
+
+func init() {
+	elementwise := []Kind{KindSimple, KindVec}
+	rows := []Kind{KindSimple, KindWarp}
+
+	// copy_<src>_to_<dst>[_vec]
+	for _, src := range floatTypes {
+		for _, dst := range floatTypes {
+			for _, v := range elementwise {
+				copyKernels[copyKey{src, dst, v}] = register(FamilyCopy,
+					"copy_"+dtypeName(src)+"_to_"+dtypeName(dst)+suffix(v), v)
+			}
+		}
+	}
+	for _, v := range elementwise {
+		copyKernels[copyKey{tensor.I32, tensor.I32, v}] = register(FamilyCopy, "copy_i32_to_i32"+suffix(v), v)
+	}
+	// add_<dt>[_vec], mul_<dt>[_vec]
+	for _, op := range []BinaryOp{Add, Mul} {
+		for _, dt := range floatTypes {
+			for _, v := range elementwise {
+				binaryKernels[binaryKey{op, dt, v}] = register(FamilyBinary, op.kernelPrefix()+"_"+dtypeName(dt)+suffix(v), v)
+			}
+		}
+	}
+	// silu_<dt>, gelu_<dt>, gelu_tanh_<dt>, each [_vec]
+	for _, op := range []UnaryOp{SiLU, GELU, GELUTanh} {
+		for _, dt := range floatTypes {
+			for _, v := range elementwise {
+				unaryKernels[unaryKey{op, dt, v}] = register(FamilyUnary, op.kernelPrefix()+"_"+dtypeName(dt)+suffix(v), v)
+			}
+		}
+	}
+	for _, dt := range floatTypes {
+		for _, v := range rows {
+			softmaxKernels[rowsKey{dt, v}] = register(FamilySoftmax, "softmax_"+dtypeName(dt)+suffix(v), v)
+			rmsnormKernels[rowsKey{dt, v}] = register(FamilyNorm, "rmsnorm_"+dtypeName(dt)+suffix(v), v)
+			layernormKernels[rowsKey{dt, v}] = register(FamilyNorm, "layernorm_"+dtypeName(dt)+suffix(v), v)
+		}
+		ropeKernels[dt] = register(FamilyRoPE, "rope_"+dtypeName(dt), KindSimple)
+		argmaxKernels[dt] = register(FamilyArgmax, "argmax_"+dtypeName(dt), KindSimple)
+	}
+	for _, table := range embeddingTableTypes {
+		for _, dst := range floatTypes {
+			embeddingKernels[embeddingKey{table, dst}] = register(FamilyEmbedding,
+				"embedding_"+dtypeName(table)+"_to_"+dtypeName(dst), KindSimple)
+		}
+	}
+	readProbeKernel = register(FamilyProbe, "read_probe_b128", KindProbe)
+	copyProbeKernel = register(FamilyProbe, "copy_probe_b128", KindProbe)
+}

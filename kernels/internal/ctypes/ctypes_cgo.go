@@ -1,0 +1,89 @@
+//go:build cgo
+
+package ctypes
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../..
+#include <stddef.h>
+#include "kiln_params.h"
+
+typedef struct { const char *name; size_t value; } kiln_entry;
+
+#define OFF(T, F) { #T "." #F, offsetof(T, F) }
+#define SIZE(T) { #T, sizeof(T) }
+
+static const kiln_entry kiln_offsets[] = {
+	OFF(KilnStrided, ptr), OFF(KilnStrided, strides),
+
+	OFF(KilnElementwiseParams, shape), OFF(KilnElementwiseParams, n),
+	OFF(KilnElementwiseParams, dst), OFF(KilnElementwiseParams, a), OFF(KilnElementwiseParams, b),
+
+	OFF(KilnRowsParams, dst), OFF(KilnRowsParams, x), OFF(KilnRowsParams, outer),
+	OFF(KilnRowsParams, dst_strides), OFF(KilnRowsParams, x_strides), OFF(KilnRowsParams, n_rows),
+	OFF(KilnRowsParams, row_len), OFF(KilnRowsParams, weight), OFF(KilnRowsParams, bias),
+	OFF(KilnRowsParams, position_offset), OFF(KilnRowsParams, scale), OFF(KilnRowsParams, eps),
+	OFF(KilnRowsParams, causal), OFF(KilnRowsParams, reserved),
+
+	OFF(KilnRoPEParams, dst), OFF(KilnRoPEParams, x), OFF(KilnRoPEParams, positions),
+	OFF(KilnRoPEParams, freq_factors), OFF(KilnRoPEParams, shape), OFF(KilnRoPEParams, dst_strides),
+	OFF(KilnRoPEParams, x_strides), OFF(KilnRoPEParams, pos_strides), OFF(KilnRoPEParams, position_offset),
+	OFF(KilnRoPEParams, n_dims), OFF(KilnRoPEParams, style), OFF(KilnRoPEParams, freq_base),
+	OFF(KilnRoPEParams, freq_scale),
+
+	OFF(KilnEmbeddingParams, dst), OFF(KilnEmbeddingParams, table), OFF(KilnEmbeddingParams, ids),
+	OFF(KilnEmbeddingParams, error_word), OFF(KilnEmbeddingParams, ids_shape),
+	OFF(KilnEmbeddingParams, ids_strides), OFF(KilnEmbeddingParams, dst_strides),
+	OFF(KilnEmbeddingParams, n_ids), OFF(KilnEmbeddingParams, vocab), OFF(KilnEmbeddingParams, dim),
+	OFF(KilnEmbeddingParams, table_row_stride_bytes),
+
+	OFF(KilnErrorWord, code), OFF(KilnErrorWord, op), OFF(KilnErrorWord, index_lo),
+	OFF(KilnErrorWord, index_hi), OFF(KilnErrorWord, value_lo), OFF(KilnErrorWord, value_hi),
+	OFF(KilnErrorWord, limit_lo), OFF(KilnErrorWord, limit_hi),
+};
+
+static const kiln_entry kiln_sizes[] = {
+	SIZE(KilnStrided), SIZE(KilnElementwiseParams), SIZE(KilnRowsParams), SIZE(KilnRoPEParams),
+	SIZE(KilnEmbeddingParams), SIZE(KilnErrorWord),
+};
+
+static const kiln_entry kiln_defines[] = {
+	{ "KILN_ROPE_NORMAL", KILN_ROPE_NORMAL }, { "KILN_ROPE_NEOX", KILN_ROPE_NEOX },
+	{ "KILN_ERR_NONE", KILN_ERR_NONE }, { "KILN_ERR_INDEX_OUT_OF_RANGE", KILN_ERR_INDEX_OUT_OF_RANGE },
+	{ "KILN_OP_EMBEDDING", KILN_OP_EMBEDDING },
+};
+
+static size_t kiln_n_offsets(void) { return sizeof kiln_offsets / sizeof kiln_offsets[0]; }
+static size_t kiln_n_sizes(void) { return sizeof kiln_sizes / sizeof kiln_sizes[0]; }
+static size_t kiln_n_defines(void) { return sizeof kiln_defines / sizeof kiln_defines[0]; }
+static const kiln_entry *kiln_offset_at(size_t i) { return &kiln_offsets[i]; }
+static const kiln_entry *kiln_size_at(size_t i) { return &kiln_sizes[i]; }
+static const kiln_entry *kiln_define_at(size_t i) { return &kiln_defines[i]; }
+*/
+import "C"
+
+// Available is true: this build can ask the C compiler.
+const Available = true
+
+// Offsets maps "Struct.field" (C names) to offsetof(Struct, field).
+var Offsets = map[string]uintptr{}
+
+// Sizes maps a struct's C name to its sizeof.
+var Sizes = map[string]uintptr{}
+
+// Defines maps the name of an integer #define to its value.
+var Defines = map[string]int64{}
+
+func init() {
+	for i := C.size_t(0); i < C.kiln_n_offsets(); i++ {
+		e := C.kiln_offset_at(i)
+		Offsets[C.GoString(e.name)] = uintptr(e.value)
+	}
+	for i := C.size_t(0); i < C.kiln_n_sizes(); i++ {
+		e := C.kiln_size_at(i)
+		Sizes[C.GoString(e.name)] = uintptr(e.value)
+	}
+	for i := C.size_t(0); i < C.kiln_n_defines(); i++ {
+		e := C.kiln_define_at(i)
+		Defines[C.GoString(e.name)] = int64(e.value)
+	}
+}

@@ -1,0 +1,127 @@
+/*
+ * kiln_params.h — the parameter structs kiln's kernels take by value, and the
+ * device error word protocol.
+ *
+ * Plain C on purpose (no CUDA types): the same header is compiled by nvcc for
+ * the kernels and by the C compiler in kernels/internal/ctypes, whose offsetof
+ * and sizeof values the Go layout test compares with the Go mirrors in
+ * kernels/params.go. Change a struct here, there, and in that test together.
+ *
+ * Conventions: device addresses are uint64_t (the Go side's cuda.DevicePtr);
+ * sizes, strides and indices are int64_t so that tensors of more than 2^31
+ * elements index correctly; strides are in elements, outermost dimension
+ * first, never negative, and 0 broadcasts.
+ */
+#ifndef KILN_PARAMS_H
+#define KILN_PARAMS_H
+
+#include <stdint.h>
+
+/* A strided view: where element 0 is and how to step through 4 dimensions. */
+typedef struct KilnStrided {
+	uint64_t ptr;       /* device address of element 0 */
+	int64_t strides[4]; /* element strides, outermost first */
+} KilnStrided;
+
+/*
+ * Elementwise ops (copy/convert, add, mul, silu, gelu): dst[i] = f(a[i], b[i])
+ * over a 4-dimensional index space. Inputs are already broadcast to shape
+ * (stride 0 on broadcast dimensions); b is unused by unary ops and copy.
+ */
+typedef struct KilnElementwiseParams {
+	int64_t shape[4]; /* dst's shape, outermost first */
+	int64_t n;        /* shape[0]*shape[1]*shape[2]*shape[3] */
+	KilnStrided dst;
+	KilnStrided a;
+	KilnStrided b;
+} KilnElementwiseParams;
+
+/*
+ * Row ops (softmax, rmsnorm, layernorm, argmax): the innermost dimension is a
+ * contiguous row of row_len elements; up to three outer dimensions, with any
+ * strides, enumerate n_rows = outer[0]*outer[1]*outer[2] rows.
+ */
+typedef struct KilnRowsParams {
+	uint64_t dst;
+	uint64_t x;
+	int64_t outer[3];       /* sizes of the three outer dimensions */
+	int64_t dst_strides[3]; /* element strides of those dimensions in dst */
+	int64_t x_strides[3];   /* ... and in x */
+	int64_t n_rows;
+	int64_t row_len;
+	uint64_t weight;         /* norms: F32 [row_len], 0 when absent */
+	uint64_t bias;           /* layernorm: F32 [row_len], 0 when absent */
+	int64_t position_offset; /* softmax: position of row 0 of outer[2] */
+	float scale;             /* softmax: multiplies x */
+	float eps;               /* norms: added under the square root */
+	int32_t causal;          /* softmax: nonzero masks columns j > position */
+	int32_t reserved;        /* keeps the size a multiple of 8; zero */
+} KilnRowsParams;
+
+/* RoPE styles (values of KilnRoPEParams.style). */
+#define KILN_ROPE_NORMAL 0 /* pairs (2i, 2i+1) */
+#define KILN_ROPE_NEOX 1   /* pairs (i, i + n_dims/2) */
+
+/*
+ * RoPE over x [batch, n_tokens, n_heads, head_dim] (batch 1 for rank-3 x),
+ * heads contiguous; positions I32 [batch, n_tokens].
+ */
+typedef struct KilnRoPEParams {
+	uint64_t dst;
+	uint64_t x;
+	uint64_t positions;
+	uint64_t freq_factors;  /* F32 [n_dims/2], 0 when absent */
+	int64_t shape[4];       /* batch, n_tokens, n_heads, head_dim */
+	int64_t dst_strides[3]; /* batch, token, head strides of dst */
+	int64_t x_strides[3];   /* ... and of x */
+	int64_t pos_strides[2]; /* batch, token strides of positions */
+	int64_t position_offset;
+	int32_t n_dims; /* rotated elements per head, even, <= head_dim */
+	int32_t style;  /* KILN_ROPE_NORMAL or KILN_ROPE_NEOX */
+	float freq_base;
+	float freq_scale;
+} KilnRoPEParams;
+
+/*
+ * Embedding: dst row r = dequantized table row ids[r]. ids has up to three
+ * dimensions (ids_shape, any strides); dst rows are contiguous and addressed
+ * through dst_strides over the same three dimensions.
+ */
+typedef struct KilnEmbeddingParams {
+	uint64_t dst;
+	uint64_t table;      /* device address of row 0's first block */
+	uint64_t ids;
+	uint64_t error_word; /* KilnErrorWord, required */
+	int64_t ids_shape[3];
+	int64_t ids_strides[3];
+	int64_t dst_strides[3];
+	int64_t n_ids; /* ids_shape[0]*ids_shape[1]*ids_shape[2] */
+	int64_t vocab;
+	int64_t dim;                    /* elements per row */
+	int64_t table_row_stride_bytes; /* bytes between consecutive rows */
+} KilnEmbeddingParams;
+
+/*
+ * The device error word: 8 uint32 words (32 bytes) in device memory, zeroed by
+ * the host. A kernel that finds bad data (a token id out of range) claims the
+ * word with atomicCAS on `code` (0 -> its code), and only the winner fills in
+ * the other fields, so the first fault wins and the record is never mixed.
+ * The host reads it after synchronising and decodes it (kernels.DecodeDeviceError).
+ */
+typedef struct KilnErrorWord {
+	uint32_t code;     /* KILN_ERR_*, 0 = no fault */
+	uint32_t op;       /* KILN_OP_* */
+	uint32_t index_lo; /* flat (row-major) index of the faulting element */
+	uint32_t index_hi;
+	uint32_t value_lo; /* the offending value, int64 two's complement */
+	uint32_t value_hi;
+	uint32_t limit_lo; /* the exclusive upper bound it broke, int64 */
+	uint32_t limit_hi;
+} KilnErrorWord;
+
+#define KILN_ERR_NONE 0
+#define KILN_ERR_INDEX_OUT_OF_RANGE 1 /* value is outside [0, limit) */
+
+#define KILN_OP_EMBEDDING 1
+
+#endif /* KILN_PARAMS_H */

@@ -1,0 +1,237 @@
+// Package conformance holds kiln's single definition of numerical agreement
+// (this file: tolerances per op and output dtype, and Compare) and, in its
+// tests, the conformance suite: one table that runs every op on every
+// available backend, checks the CPU backend against naive float64 references
+// written in the tests, and checks every other backend (the CUDA backend, with
+// its "simple" and "auto" kernel sets) against the CPU.
+//
+// Run it with `go test ./runtime/conformance/`; on a machine without a GPU the
+// CUDA part is skipped with a line saying why.
+package conformance
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/kiln-gpu/kiln/runtime/op"
+	"github.com/kiln-gpu/kiln/runtime/tensor"
+)
+
+// Tolerance bounds how far a result may be from the reference.
+//
+// Per element: |got − want| ≤ ATol + RTol·|want|, where want is the reference
+// rounded through the output dtype. NaN where want is not NaN fails (and a
+// number where want is NaN fails); an infinite want must be matched exactly.
+// Over the whole tensor: the normalised mean squared error
+// Σ(got − want)² / Σ want² must be at most MaxNMSE (when Σ want² is 0, the
+// plain sum of squared errors is used).
+type Tolerance struct {
+	ATol    float64
+	RTol    float64
+	MaxNMSE float64
+	// Why says where the allowance comes from.
+	Why string
+}
+
+// Exact is the tolerance of results that every backend must reproduce bit
+// for bit (after rounding the reference through the output dtype).
+var Exact = Tolerance{Why: "exact: the op is a correctly rounded conversion or an index"}
+
+// The units of the tables below. An ulp of F16 is at most 2⁻¹⁰ of the value
+// (10 stored mantissa bits), of BF16 2⁻⁷ (7 bits), of F32 2⁻²³.
+const (
+	ulpF16  = 1.0 / 1024
+	ulpBF16 = 1.0 / 128
+)
+
+// baseTolerances apply to every op not listed in opTolerances.
+var baseTolerances = map[tensor.DType]Tolerance{
+	tensor.F32: {ATol: 1e-6, RTol: 1e-5, MaxNMSE: 1e-10, Why: "F32: backends compute in float32 " +
+		"but may order sums differently, fuse multiply-adds, or use device math functions with " +
+		"a few ulps of error; 1e-5 is about 80 ulps, far below what a wrong kernel produces. " +
+		"The absolute term covers results that cancel to near zero."},
+	tensor.F16: {ATol: 1e-5, RTol: 2 * ulpF16, MaxNMSE: 1e-6, Why: "F16: two float32 results that " +
+		"differ in their last bits can round to neighbouring F16 values (1 ulp), and one more ulp " +
+		"covers float32 differences upstream of the final rounding; the absolute term covers " +
+		"subnormals and float32 cancellation near zero."},
+	tensor.BF16: {ATol: 1e-5, RTol: 2 * ulpBF16, MaxNMSE: 1e-4, Why: "BF16: as F16, two ulps of " +
+		"an 8-bit mantissa."},
+	tensor.I32: Exact,
+}
+
+// opTolerances override baseTolerances for an op and output dtype.
+var opTolerances = map[string]map[tensor.DType]Tolerance{
+	op.NameCopy: {
+		tensor.F32: Exact, tensor.F16: Exact, tensor.BF16: Exact, tensor.I32: Exact,
+	},
+	op.NameArgmax: {tensor.I32: Exact},
+	op.NameSoftmax: {
+		tensor.F32: {ATol: 1e-6, RTol: 2e-5, MaxNMSE: 1e-10, Why: "softmax F32: exp on a device " +
+			"(expf, or __expf at a few ulps per unit of |x|) and float32 row sums in another order; " +
+			"outputs lie in [0, 1], so 1e-6 absolute bounds the tiny probabilities."},
+	},
+	op.NameGELU: {
+		tensor.F32: {ATol: 2e-6, RTol: 1e-5, MaxNMSE: 1e-10, Why: "gelu F32: 1 + erf(x/√2) and " +
+			"1 + tanh(u) cancel for negative x, so a float32 erff or tanhf with an ulp of error " +
+			"gives an absolute error up to about |x|·2⁻²⁴ in the (tiny) result."},
+	},
+	op.NameSiLU: {
+		tensor.F32: {ATol: 1e-6, RTol: 1e-5, MaxNMSE: 1e-10, Why: "silu F32: x/(1 + e⁻ˣ) with a " +
+			"float32 exp of a few ulps."},
+	},
+	op.NameLayerNorm: {
+		tensor.F32: {ATol: 2e-6, RTol: 1e-5, MaxNMSE: 1e-10, Why: "layernorm F32: x − mean cancels " +
+			"for elements near the mean, leaving an absolute error of a few ulps of the mean " +
+			"times the normalising scale; the variance may be computed in float32."},
+	},
+	op.NameRoPE: {
+		tensor.F32: {ATol: 2e-6, RTol: 1e-5, MaxNMSE: 1e-10, Why: "rope F32: a·cos θ − b·sin θ " +
+			"cancels when the rotated value is near zero, leaving a few ulps of |a| + |b| as " +
+			"absolute error (more with a fused multiply-add)."},
+	},
+	op.NameEmbedding: {
+		tensor.F32: {ATol: 1e-6, RTol: 1e-6, MaxNMSE: 1e-12, Why: "embedding F32: float tables " +
+			"convert exactly; block formats dequantize in float32 (d·scale·q, and d·scale·q − " +
+			"dmin·min for Q4_K), whose last products can round by an ulp or fuse."},
+	},
+}
+
+// For returns the tolerance for results of op opName with output dtype dt.
+func For(opName string, dt tensor.DType) Tolerance {
+	if byType, ok := opTolerances[opName]; ok {
+		if tol, ok := byType[dt]; ok {
+			return tol
+		}
+	}
+	if tol, ok := baseTolerances[dt]; ok {
+		return tol
+	}
+	return Exact
+}
+
+// Report is the outcome of Compare.
+type Report struct {
+	// N is the number of elements compared; Failures how many broke the
+	// per-element bound (or the NaN and Inf rules).
+	N, Failures int
+	// Worst is the flat (row-major) index of the element furthest past its
+	// bound, relative to the bound; -1 when N is 0. WorstIndex is the same
+	// element as a multi-index of the shape given to Compare.
+	Worst      int
+	WorstIndex []int
+	// WorstGot and WorstWant are that element's values (want after rounding
+	// through the output dtype), WorstErr their absolute difference.
+	WorstGot, WorstWant, WorstErr float64
+	// NMSE is the whole tensor's normalised mean squared error (NaN and
+	// infinite elements left out).
+	NMSE float64
+	// Tol is the tolerance applied.
+	Tol Tolerance
+}
+
+// OK reports whether every element passed and the NMSE is within bounds.
+func (r Report) OK() bool { return r.Failures == 0 && !(r.NMSE > r.Tol.MaxNMSE) }
+
+// String says whether the comparison passed and describes the worst element
+// and the NMSE.
+func (r Report) String() string {
+	var sb strings.Builder
+	if r.OK() {
+		fmt.Fprintf(&sb, "ok: %d elements", r.N)
+	} else {
+		fmt.Fprintf(&sb, "FAILED: %d of %d elements outside |got − want| ≤ %g + %g·|want|", r.Failures, r.N, r.Tol.ATol, r.Tol.RTol)
+	}
+	if r.Worst >= 0 {
+		fmt.Fprintf(&sb, "; worst at %v (element %d): got %v, want %v (|diff| %.3g)",
+			r.WorstIndex, r.Worst, r.WorstGot, r.WorstWant, r.WorstErr)
+	}
+	fmt.Fprintf(&sb, "; NMSE %.3g (max %.3g)", r.NMSE, r.Tol.MaxNMSE)
+	return sb.String()
+}
+
+// RoundTo rounds a reference value through dtype dt as a backend storing it
+// would: to float32, then to F16 or BF16 (round to nearest even each time);
+// I32 values pass unchanged. (The two roundings can differ from one direct
+// rounding of a float64 only for values within 2⁻²⁹ relative of a tie, far
+// inside every tolerance.)
+func RoundTo(dt tensor.DType, v float64) float64 {
+	switch dt {
+	case tensor.F32, tensor.F16, tensor.BF16:
+		return float64(tensor.RoundTo(dt, float32(v)))
+	}
+	return v
+}
+
+// Compare checks got against want, both row-major over shape, as results of
+// an op with output dtype dt: want is rounded through dt first.
+func Compare(got, want []float64, dt tensor.DType, shape []int, tol Tolerance) Report {
+	r := Report{N: len(want), Worst: -1, Tol: tol}
+	if len(got) != len(want) {
+		r.Failures = max(len(got), len(want))
+		r.NMSE = math.Inf(1)
+		return r
+	}
+	worstExcess := math.Inf(-1)
+	var sumSqErr, sumSqWant float64
+	for i := range want {
+		w := RoundTo(dt, want[i])
+		g := got[i]
+		diff := math.Abs(g - w)
+		bound := tol.ATol + tol.RTol*math.Abs(w)
+		var excess float64 // how far past the bound, relative to it; ≤ 0 passes
+		switch {
+		case math.IsNaN(w) || math.IsNaN(g):
+			if math.IsNaN(w) && math.IsNaN(g) {
+				excess = math.Inf(-1)
+			} else {
+				excess = math.Inf(1)
+			}
+		case math.IsInf(w, 0) || math.IsInf(g, 0):
+			if g == w {
+				excess = math.Inf(-1)
+			} else {
+				excess = math.Inf(1)
+			}
+		default:
+			sumSqErr += diff * diff
+			sumSqWant += w * w
+			if bound == 0 {
+				excess = diff // exact: any difference fails
+				if diff == 0 {
+					excess = math.Inf(-1)
+				}
+			} else {
+				excess = diff/bound - 1
+			}
+		}
+		if excess > 0 {
+			r.Failures++
+		}
+		if r.Worst < 0 || excess > worstExcess {
+			worstExcess = excess
+			r.Worst, r.WorstGot, r.WorstWant, r.WorstErr = i, g, w, diff
+		}
+	}
+	if sumSqWant > 0 {
+		r.NMSE = sumSqErr / sumSqWant
+	} else {
+		r.NMSE = sumSqErr
+	}
+	if r.Worst >= 0 {
+		r.WorstIndex = unflatten(r.Worst, shape)
+	}
+	return r
+}
+
+// unflatten turns a row-major flat index into a multi-index of shape.
+func unflatten(flat int, shape []int) []int {
+	idx := make([]int, len(shape))
+	for i := len(shape) - 1; i >= 0; i-- {
+		if shape[i] > 0 {
+			idx[i] = flat % shape[i]
+			flat /= shape[i]
+		}
+	}
+	return idx
+}
