@@ -19,29 +19,44 @@ type Prober interface {
 
 const gib = 1 << 30
 
+// asProber finds the Prober behind dev, looking through wrappers such as
+// *backend.Device that embed a Backend and expose it with Unwrap.
+func asProber(dev backend.Backend) (Prober, bool) {
+	for {
+		if p, ok := dev.(Prober); ok {
+			return p, true
+		}
+		u, ok := dev.(interface{ Unwrap() backend.Backend })
+		if !ok {
+			return nil, false
+		}
+		dev = u.Unwrap()
+	}
+}
+
 func init() {
 	Register(
 		probeCase("probe/read/1GiB", gib, false),
 		probeCase("probe/copy/1GiB", gib, true),
-		opCase("op/copy/F32-F16/4096x4096", tensor.F32, tensor.F16, []int{4096, 4096}, 0, 1,
+		opCase("op/copy/F32-F16/4096x4096", tensor.F32, tensor.F16, []int{4096, 4096}, 0,
 			func(dev backend.Backend, dst, x tensor.Tensor, _ []tensor.Tensor) error { return dev.Copy(dst, x) }),
 		binaryCase("op/add/F16/4096x4096", tensor.F16, 4096, 4096, func(dev backend.Backend, d, a, b tensor.Tensor) error { return dev.Add(d, a, b) }),
 		binaryCase("op/mul/BF16/4096x4096", tensor.BF16, 4096, 4096, func(dev backend.Backend, d, a, b tensor.Tensor) error { return dev.Mul(d, a, b) }),
-		opCase("op/silu/F16/4096x14336", tensor.F16, tensor.F16, []int{4096, 14336}, 0, 4,
+		opCase("op/silu/F16/4096x14336", tensor.F16, tensor.F16, []int{4096, 14336}, 0,
 			func(dev backend.Backend, dst, x tensor.Tensor, _ []tensor.Tensor) error { return dev.SiLU(dst, x) }),
-		opCase("op/gelu/F16/4096x14336", tensor.F16, tensor.F16, []int{4096, 14336}, 0, 8,
+		opCase("op/gelu/F16/4096x14336", tensor.F16, tensor.F16, []int{4096, 14336}, 0,
 			func(dev backend.Backend, dst, x tensor.Tensor, _ []tensor.Tensor) error {
 				return dev.GELU(dst, x, op.GELUOptions{Approx: op.GELUErf})
 			}),
-		opCase("op/softmax/F16/8192x4096", tensor.F16, tensor.F16, []int{8192, 4096}, 0, 5,
+		opCase("op/softmax/F16/8192x4096", tensor.F16, tensor.F16, []int{8192, 4096}, 0,
 			func(dev backend.Backend, dst, x tensor.Tensor, _ []tensor.Tensor) error {
 				return dev.Softmax(dst, x, op.SoftmaxOptions{})
 			}),
-		opCase("op/rmsnorm/F16/4096x4096", tensor.F16, tensor.F16, []int{4096, 4096}, 1, 4,
+		opCase("op/rmsnorm/F16/4096x4096", tensor.F16, tensor.F16, []int{4096, 4096}, 1,
 			func(dev backend.Backend, dst, x tensor.Tensor, v []tensor.Tensor) error {
 				return dev.RMSNorm(dst, x, v[0], op.NormOptions{Eps: 1e-5})
 			}),
-		opCase("op/layernorm/F16/4096x4096", tensor.F16, tensor.F16, []int{4096, 4096}, 2, 7,
+		opCase("op/layernorm/F16/4096x4096", tensor.F16, tensor.F16, []int{4096, 4096}, 2,
 			func(dev backend.Backend, dst, x tensor.Tensor, v []tensor.Tensor) error {
 				return dev.LayerNorm(dst, x, v[0], v[1], op.NormOptions{Eps: 1e-5})
 			}),
@@ -74,7 +89,7 @@ func probeCase(name string, sizeBytes int64, copyToo bool) Case {
 		traffic *= 2
 	}
 	return Case{Name: name, Bytes: traffic, Prepare: func(env *Env) (*Runner, error) {
-		p, ok := env.Dev.(Prober)
+		p, ok := asProber(env.Dev)
 		if !ok {
 			return nil, fmt.Errorf("%s has no bandwidth probe", env.Dev.Name())
 		}
@@ -96,14 +111,13 @@ func probeCase(name string, sizeBytes int64, copyToo bool) Case {
 
 // opCase is a unary-shaped op: dst (outType) from x (inType) of one
 // shape, plus nVectors F32 parameter vectors of the row length (norm weights
-// and biases), and flopsPerElem arithmetic per element.
-func opCase(name string, inType, outType tensor.DType, shape []int, nVectors int, flopsPerElem int64,
+// and biases). These ops are memory-bound: their cases count bytes, not FLOPs.
+func opCase(name string, inType, outType tensor.DType, shape []int, nVectors int,
 	run func(dev backend.Backend, dst, x tensor.Tensor, vectors []tensor.Tensor) error) Case {
 	rowLen := shape[len(shape)-1]
 	return Case{
 		Name:  name,
 		Bytes: bytesOf(inType, shape...) + bytesOf(outType, shape...) + int64(nVectors)*bytesOf(tensor.F32, rowLen),
-		FLOPs: flopsPerElem * elems(shape),
 		Prepare: func(env *Env) (*Runner, error) {
 			x, err := env.Random(inType, 0, shape...)
 			if err != nil {
@@ -129,7 +143,6 @@ func binaryCase(name string, dt tensor.DType, rows, cols int,
 	return Case{
 		Name:  name,
 		Bytes: 3 * bytesOf(dt, rows, cols),
-		FLOPs: int64(rows) * int64(cols),
 		Prepare: func(env *Env) (*Runner, error) {
 			a, err := env.Random(dt, 0, rows, cols)
 			if err != nil {
@@ -153,7 +166,6 @@ func ropeCase(name string, dt tensor.DType, nTokens, nHeads, headDim int) Case {
 	return Case{
 		Name:  name,
 		Bytes: 2*bytesOf(dt, nTokens, nHeads, headDim) + bytesOf(tensor.I32, nTokens),
-		FLOPs: 3 * elems([]int{nTokens, nHeads, headDim}),
 		Prepare: func(env *Env) (*Runner, error) {
 			x, err := env.Random(dt, 0, nTokens, nHeads, headDim)
 			if err != nil {

@@ -34,6 +34,10 @@ type Device struct {
 	reason string
 }
 
+// Unwrap returns the backend itself (a *cpu.Backend or *gpu.Backend), for
+// optional interfaces beyond Backend that the wrapper does not forward.
+func (d *Device) Unwrap() Backend { return d.Backend }
+
 // Reason says why this backend was chosen; for "auto" on a machine without a
 // usable GPU it names what was missing (no driver library, no device, a driver
 // that failed to initialise or is too old).

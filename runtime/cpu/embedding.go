@@ -59,12 +59,22 @@ func (b *Backend) Embedding(dst, table, ids tensor.Tensor) error {
 		errMu    sync.Mutex
 		firstErr error
 	)
+	// A float table of dst's own dtype needs no conversion: rows are copied
+	// as bytes (what converting through float32 and back gives, except that
+	// NaN payloads are kept rather than made canonical).
+	sameType := dt == dst.DType()
+	elemBytes := dt.BlockBytes()
 	b.parallelFor(nIds, dim*4, func(lo, hi int) {
 		scratch := make([]float32, dim)
 		for k := lo; k < hi; k++ {
 			id, i1, i2, i3 := idAt(k)
 			// dst's padded shape is [s1, s2, s3, dim]: ids' indices one place out.
 			dOff := d.d.Offset + i1*d.d.Strides[0] + i2*d.d.Strides[1] + i3*d.d.Strides[2]
+			if sameType {
+				src := (tv.d.Offset + int(id)*rowStride) * elemBytes
+				copy(d.mem[dOff*elemBytes:(dOff+dim)*elemBytes], tv.mem[src:src+dim*elemBytes])
+				continue
+			}
 			outRow, direct := d.outRow(dOff, dim, 1, scratch)
 			rowElem := tv.d.Offset + int(id)*rowStride
 			if dt.IsQuantized() {

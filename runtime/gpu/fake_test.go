@@ -94,6 +94,9 @@ func openInChild(t *testing.T, env ...string) childResult {
 
 func needFake(t *testing.T) {
 	t.Helper()
+	if !haveCgo {
+		t.Skip("built with CGO_ENABLED=0: the fake CUDA driver cannot be loaded")
+	}
 	if fakeBuildErr != nil {
 		t.Skipf("fake CUDA driver not built: %v", fakeBuildErr)
 	}

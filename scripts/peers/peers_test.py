@@ -1,0 +1,228 @@
+#!/usr/bin/env python3
+"""Tests of join.py and ops_torch.py (the latter only where torch imports).
+
+Run: python3 scripts/peers/peers_test.py   (or python3 -m unittest discover -s scripts/peers -p '*_test.py')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import join  # noqa: E402
+
+try:
+    import ops_torch  # exits with status 2 when torch is missing
+except SystemExit:
+    ops_torch = None
+
+
+def result(name, seconds, nbytes, flops=0, **extra):
+    r = {"name": name, "iterations": 10, "seconds": seconds, "bytes": nbytes, "flops": flops,
+         "gbps": nbytes / seconds / 1e9, "tflops": flops / seconds / 1e12}
+    r.update(extra)
+    return r
+
+
+class JoinTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.addCleanup(self.dir.cleanup)
+
+    def write(self, name, data):
+        path = os.path.join(self.dir.name, name)
+        with open(path, "w") as f:
+            f.write(data if isinstance(data, str) else json.dumps(data))
+        return path
+
+    def run_join(self, *argv):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            rc = join.main(list(argv))
+        return rc, out.getvalue()
+
+    def rows(self, table):
+        """Table rows by case name: the cells after the name."""
+        rows = {}
+        for line in table.splitlines():
+            if line.startswith("| ") and "/" in line.split("|")[1]:
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                rows[cells[0]] = cells[1:]
+        return rows
+
+    def test_ratio_probe_fraction_and_missing_peer(self):
+        kiln = self.write("k.json", {"tool": "kiln", "device": "GPU X (cuda:0)", "results": [
+            result("probe/read/1GiB", 0.5e-3, 1 << 30),             # 2147 GB/s
+            result("op/add/F16/4096x4096", 50e-6, 3 * (32 << 20)),  # 2013 GB/s
+            result("matmul/Q4_K/m512n4096k4096", 200e-6, 13631488, flops=2 * 512 * 4096 * 4096),
+        ]})
+        peer = self.write("p.json", {"tool": "torch", "device": "GPU X (cuda:0, sm_90)", "results": [
+            result("probe/read/1GiB", 0.6e-3, 1 << 30),
+            result("op/add/F16/4096x4096", 100e-6, 3 * (32 << 20), note="a note"),
+        ]})
+        out = os.path.join(self.dir.name, "t.md")
+        rc, table = self.run_join("--kiln", kiln, "--peer", peer, "--out", out)
+        self.assertEqual(rc, 0)
+        with open(out) as f:
+            self.assertEqual(f.read(), table)
+        rows = self.rows(table)
+        # columns: kiln, peer, speed, kiln achieved, % probe, peer achieved, note
+        add = rows["op/add/F16/4096x4096"]
+        self.assertEqual(add[0], "50.0 µs")
+        self.assertEqual(add[1], "100.0 µs")
+        self.assertEqual(add[2], "2.00×")  # peer twice as slow: kiln faster, ratio > 1
+        self.assertEqual(add[3], "2013 GB/s")
+        self.assertEqual(add[4], "94%")  # 2013 / 2147
+        self.assertEqual(add[6], "a note")
+        self.assertEqual(rows["probe/read/1GiB"][2], "1.20×")
+        self.assertEqual(rows["probe/read/1GiB"][4], "100%")
+        mm = rows["matmul/Q4_K/m512n4096k4096"]
+        self.assertEqual(mm[1], "—")
+        self.assertEqual(mm[2], "—")
+        self.assertEqual(mm[3], "85.9 TFLOP/s")  # 1260 flops/byte: compute-bound
+        self.assertEqual(mm[4], "—")
+        self.assertNotIn("WARNING", table)
+
+    def test_peer_probe_stands_in_and_peer_errors_show(self):
+        kiln = self.write("k.json", {"results": [result("op/silu/F16/8x8", 1e-3, 2e9)]})
+        peer = self.write("p.json", {"tool": "torch", "results": [result("probe/read/1GiB", 1e-3, 4e9)],
+                                     "errors": [{"name": "op/rope/F16/1x1x2", "error": "CaseError: bad"}],
+                                     "unsupported": ["attention/decode/x"]})
+        rc, table = self.run_join("--kiln", kiln, "--peer", peer)
+        self.assertEqual(rc, 0)
+        self.assertIn("(peer probe)", table)
+        rows = self.rows(table)
+        self.assertEqual(rows["op/silu/F16/8x8"][4], "50%")  # 2000 of 4000 GB/s
+        self.assertIn("CaseError: bad", rows["op/rope/F16/1x1x2"][6])
+        self.assertIn("no peer builder", rows["attention/decode/x"][6])
+
+    def test_bad_entries_are_warned_and_left_out(self):
+        kiln = self.write("k.json", {"results": [
+            result("op/a/F16/1", 1e-3, 1000),
+            {"name": "op/b/F16/1", "seconds": 0, "bytes": 1},
+            {"name": "op/c/F16/1", "seconds": "fast"},
+            {"seconds": 1},
+            result("op/a/F16/1", 5.0, 1000),
+            dict(result("op/d/F16/1", 1e-3, 1e6), gbps=99.0),
+        ]})
+        rc, table = self.run_join("--kiln", kiln)
+        self.assertEqual(rc, 0)
+        rows = self.rows(table)
+        self.assertEqual(sorted(rows), ["op/a/F16/1", "op/d/F16/1"])
+        self.assertEqual(rows["op/a/F16/1"][0], "1.000 ms")  # the first of the duplicates
+        self.assertIn("kiln gbps 99 != bytes/seconds 1", rows["op/d/F16/1"][6])
+        for what in ("op/b/F16/1", "op/c/F16/1", "no name", "duplicate name"):
+            self.assertIn(what, table)
+
+    def test_failed_kiln_case_shows_its_error(self):
+        kiln = self.write("k.json", {"results": [
+            {"name": "op/x/F16/1", "iterations": 0, "seconds": 0, "bytes": 2, "flops": 0, "gbps": 0, "tflops": 0,
+             "error": "cuda: launch failed"},
+        ]})
+        peer = self.write("p.json", {"tool": "torch", "results": [result("op/x/F16/1", 1e-3, 2)]})
+        rc, table = self.run_join("--kiln", kiln, "--peer", peer)
+        self.assertEqual(rc, 0)
+        row = self.rows(table)["op/x/F16/1"]
+        self.assertEqual(row[0], "error")
+        self.assertEqual(row[1], "1.000 ms")
+        self.assertEqual(row[2], "—")
+        self.assertIn("kiln: cuda: launch failed", row[6])
+        self.assertIn("1 failed", table)
+        self.assertNotIn("not a positive number", table)
+
+    def test_unusable_input(self):
+        bad = self.write("bad.json", "{not json")
+        peer = self.write("p.json", {"results": [result("op/a/F16/1", 1e-3, 1000)]})
+        rc, table = self.run_join("--kiln", bad, "--peer", peer)
+        self.assertEqual(rc, 1)
+        self.assertIn("WARNING: kiln:", table)
+        self.assertIn("not valid JSON", table)
+        self.assertIn("op/a/F16/1", self.rows(table))
+        rc, _ = self.run_join("--kiln", bad, "--peer", os.path.join(self.dir.name, "missing.json"))
+        self.assertEqual(rc, 2)
+        rc, _ = self.run_join("--kiln", self.write("nores.json", {"tool": "kiln"}))
+        self.assertEqual(rc, 2)
+
+    def test_memory_bound(self):
+        self.assertTrue(join.memory_bound({"bytes": 100, "flops": 0}))
+        self.assertTrue(join.memory_bound({"bytes": 100, "flops": 3199}))
+        self.assertFalse(join.memory_bound({"bytes": 100, "flops": 3200}))
+
+
+@unittest.skipIf(ops_torch is None, "torch is not installed")
+class OpsTorchTest(unittest.TestCase):
+    def test_find_builder_longest_prefix(self):
+        builder, rest = ops_torch.find_builder("op/embedding/Q4_K-F32/512x4096")
+        self.assertIs(builder, ops_torch.build_embedding)
+        self.assertEqual(rest, ["Q4_K-F32", "512x4096"])
+        self.assertEqual(ops_torch.find_builder("matmul/Q4_K/m1n2k3"), (None, None))
+        for name in ops_torch.CASES + ops_torch.QUICK_CASES:
+            self.assertIsNotNone(ops_torch.find_builder(name)[0], name)
+
+    def test_parsers(self):
+        self.assertEqual(ops_torch.parse_dims("512x32x128", 3, "t"), [512, 32, 128])
+        self.assertEqual(ops_torch.parse_size("1GiB", "t"), 1 << 30)
+        for bad in ("4096", "4096x0", "axb"):
+            with self.assertRaises(ops_torch.CaseError):
+                ops_torch.parse_dims(bad, 2, "t")
+        with self.assertRaises(ops_torch.CaseError):
+            ops_torch.parse_size("1GB", "t")
+        with self.assertRaises(ops_torch.CaseError):
+            ops_torch.parse_dtype("Q4_K", "t")
+
+    def test_rope_matches_rotation(self):
+        # NeoX RoPE: element i pairs with i + d/2 and turns by pos * base^(-2i/d).
+        import math
+        import torch
+        ctx = ops_torch.Context(torch.device("cpu"))
+        bench = ops_torch.build_rope(ctx, ["F32", "3x2x4"], "t")
+        out = bench.fn()
+        # The builder's input was the first draw from a generator seeded 1: draw it again.
+        ctx2 = ops_torch.Context(torch.device("cpu"))
+        x = ctx2.randn((3, 2, 4), torch.float32)
+        for pos in range(3):
+            for h in range(2):
+                for i in range(2):
+                    theta = pos * ops_torch.ROPE_BASE ** (-i / 2)
+                    a, b = x[pos, h, i].item(), x[pos, h, i + 2].item()
+                    self.assertAlmostEqual(out[pos, h, i].item(), a * math.cos(theta) - b * math.sin(theta), places=5)
+                    self.assertAlmostEqual(out[pos, h, i + 2].item(), b * math.cos(theta) + a * math.sin(theta), places=5)
+
+    def test_cpu_quick_run_writes_kiln_schema(self):
+        with tempfile.TemporaryDirectory() as d:
+            kiln = os.path.join(d, "k.json")
+            with open(kiln, "w") as f:
+                json.dump({"results": [{"name": "op/add/F16/64x64", "seconds": 1},
+                                       {"name": "op/embedding/Q4_K-F32/4x16", "seconds": 1},
+                                       {"name": "op/add/F16/64"},  # bad shape: an error
+                                       {"name": "matmul/Q4_K/m1n2k3", "seconds": 1}]}, f)
+            out = os.path.join(d, "t.json")
+            with contextlib.redirect_stderr(io.StringIO()):
+                rc = ops_torch.main(["--device", "cpu", "--quick", "--names-from", kiln, "--filter", "^(op|matmul)/",
+                                     "--json", out])
+            self.assertEqual(rc, 1)  # one case failed
+            with open(out) as f:
+                data = json.load(f)
+        self.assertEqual(data["tool"], "torch")
+        self.assertEqual(data["backend"], "cpu")
+        names = [r["name"] for r in data["results"]]
+        self.assertEqual(names, ["op/add/F16/64x64", "op/embedding/Q4_K-F32/4x16"])
+        for r in data["results"]:
+            for key in ("iterations", "seconds", "bytes", "flops", "gbps", "tflops"):
+                self.assertIn(key, r)
+            self.assertGreater(r["seconds"], 0)
+            self.assertAlmostEqual(r["gbps"], r["bytes"] / r["seconds"] / 1e9)
+        self.assertEqual(data["results"][0]["bytes"], 3 * 64 * 64 * 2)
+        self.assertIn("substitute", data["results"][1]["note"])
+        self.assertEqual([e["name"] for e in data["errors"]], ["op/add/F16/64"])
+        self.assertEqual(data["unsupported"], ["matmul/Q4_K/m1n2k3"])
+
+
+if __name__ == "__main__":
+    unittest.main()
