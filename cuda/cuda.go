@@ -156,10 +156,25 @@ type Function struct {
 	handle unsafe.Pointer
 	mod    *Module
 	name   string
+	// paramBytes is the size of the kernel's parameter buffer as the driver
+	// reports it (cuFuncGetParamInfo); paramKnown is false when it cannot.
+	paramBytes int
+	paramKnown bool
 }
 
 // Name is the kernel's name.
 func (f *Function) Name() string { return f.name }
+
+// ParamBytes is the size in bytes of the kernel's parameter list as the
+// driver lays it out (the end of its last parameter), which Launch requires
+// the packed Args to match exactly. known is false when the driver cannot
+// report it (cuFuncGetParamInfo needs CUDA 12.4); Launch then cannot check.
+func (f *Function) ParamBytes() (n int, known bool) {
+	if f == nil || !f.paramKnown {
+		return 0, false
+	}
+	return f.paramBytes, true
+}
 
 // Graph is a captured CUDA graph (CUgraph).
 type Graph struct {

@@ -484,7 +484,13 @@ func hostRange(h *HostBuffer, offset, n int64, what string) (unsafe.Pointer, err
 	return unsafe.Add(h.ptr, offset), nil
 }
 
-// MemcpyHtoD is cuMemcpyHtoD_v2 from Go memory; it returns when src may be reused.
+// MemcpyHtoD is cuMemcpyHtoD_v2 from Go memory; it returns when src may be
+// reused, which is not when the data has arrived: the copy runs on the legacy
+// default stream, and the driver may still be moving it to the device. The
+// legacy stream is ordered with blocking streams but not with non-blocking
+// ones (NewStream(true)), so work queued on a non-blocking stream may read dst
+// before the copy lands: upload through pinned memory and MemcpyHtoDAsync on
+// that stream instead, or synchronise the context first.
 func (c *Context) MemcpyHtoD(dst DevicePtr, src []byte) error {
 	if err := c.live("MemcpyHtoD"); err != nil {
 		return err
@@ -498,7 +504,10 @@ func (c *Context) MemcpyHtoD(dst DevicePtr, src []byte) error {
 	return nil
 }
 
-// MemcpyDtoH is cuMemcpyDtoH_v2 into Go memory; it returns when the data is in dst.
+// MemcpyDtoH is cuMemcpyDtoH_v2 into Go memory; it returns when the data is in
+// dst. It runs on the legacy default stream, so it waits for that stream and
+// for blocking streams, but not for work on non-blocking streams: synchronise
+// such a stream before reading what it wrote.
 func (c *Context) MemcpyDtoH(dst []byte, src DevicePtr) error {
 	if err := c.live("MemcpyDtoH"); err != nil {
 		return err
@@ -512,7 +521,9 @@ func (c *Context) MemcpyDtoH(dst []byte, src DevicePtr) error {
 	return nil
 }
 
-// MemcpyDtoD is cuMemcpyDtoD_v2.
+// MemcpyDtoD is cuMemcpyDtoD_v2. Despite its name it is asynchronous with
+// respect to the host: it is queued on the legacy default stream (see
+// MemcpyHtoD for what that stream is ordered with).
 func (c *Context) MemcpyDtoD(dst, src DevicePtr, n int64) error {
 	if err := c.live("MemcpyDtoD"); err != nil {
 		return err
@@ -603,7 +614,10 @@ func (c *Context) MemcpyPeerAsync(dst DevicePtr, src DevicePtr, srcCtx *Context,
 	return nil
 }
 
-// MemsetD8 is cuMemsetD8_v2.
+// MemsetD8 is cuMemsetD8_v2. On device memory it is asynchronous with
+// respect to the host and queued on the legacy default stream, which
+// non-blocking streams do not wait for: use MemsetD8Async on the stream that
+// will use the memory.
 func (c *Context) MemsetD8(dst DevicePtr, v byte, n int64) error {
 	if err := c.live("MemsetD8"); err != nil {
 		return err
@@ -935,7 +949,16 @@ func (m *Module) Function(name string) (*Function, error) {
 	if r := C.kiln_module_get_function(m.ctx.handle, &h, m.handle, cname); r != 0 {
 		return nil, newError("cuModuleGetFunction", r, fmt.Sprintf("kernel %q", name))
 	}
-	return &Function{handle: h, mod: m, name: name}, nil
+	// The parameter size lets Launch catch arguments packed for another
+	// signature, which the driver would otherwise run with garbage or refuse
+	// with a misleading CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES. It is a check
+	// only: when the driver cannot answer, launches go unchecked.
+	f := &Function{handle: h, mod: m, name: name}
+	var n C.size_t
+	if C.kiln_func_param_bytes(m.ctx.handle, &n, h) == 0 {
+		f.paramBytes, f.paramKnown = int(n), true
+	}
+	return f, nil
 }
 
 // live checks that f, its module and its context can be used.
@@ -990,7 +1013,9 @@ func (f *Function) MaxActiveBlocksPerSM(blockSize, dynamicSharedBytes int) (int,
 // Launch is cuLaunchKernel with the packed arguments args (nil: none) on
 // stream s (nil: the legacy default stream). The argument buffer goes to the
 // driver through cuLaunchKernel's `extra` array, which the driver copies
-// during the call. It does not allocate.
+// during the call. It does not allocate. When the driver reports the
+// kernel's parameter size (Function.ParamBytes), packed arguments of any
+// other size are refused before the driver sees them.
 func (c *Context) Launch(f *Function, grid, block Dim3, sharedBytes int, s *Stream, args *Args) error {
 	if err := c.live("Launch"); err != nil {
 		return err
@@ -1017,6 +1042,10 @@ func (c *Context) Launch(f *Function, grid, block Dim3, sharedBytes int, s *Stre
 		if argBytes = len(args.buf); argBytes > 0 {
 			argPtr = unsafe.Pointer(&args.buf[0])
 		}
+	}
+	if f.paramKnown && argBytes != f.paramBytes {
+		return fmt.Errorf("cuda: Launch: kernel %s takes %d bytes of parameters (cuFuncGetParamInfo), but %d bytes were packed: the Args do not match the kernel's signature",
+			f.name, f.paramBytes, argBytes)
 	}
 	r := C.kiln_launch(c.handle, f.handle,
 		C.uint(grid.X), C.uint(grid.Y), C.uint(grid.Z),

@@ -31,6 +31,9 @@ enum {
 	KILN_JIT_LOG_VERBOSE = 12,
 };
 
+// CUDA_ERROR_INVALID_VALUE.
+#define KILN_CUDA_ERROR_INVALID_VALUE 1
+
 // cuLaunchKernel's `extra` keys (CU_LAUNCH_PARAM_*).
 #define KILN_LAUNCH_PARAM_END ((void *)0)
 #define KILN_LAUNCH_PARAM_BUFFER_POINTER ((void *)1)
@@ -52,6 +55,7 @@ static CUresult (*p_cuDeviceCanAccessPeer)(int *, CUdevice, CUdevice);
 static CUresult (*p_cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
 static CUresult (*p_cuDevicePrimaryCtxRelease_v2)(CUdevice);
 static CUresult (*p_cuCtxSetCurrent)(CUcontext);
+static CUresult (*p_cuCtxGetCurrent)(CUcontext *);
 static CUresult (*p_cuCtxSynchronize)(void);
 static CUresult (*p_cuCtxEnablePeerAccess)(CUcontext, unsigned int);
 static CUresult (*p_cuMemGetInfo_v2)(size_t *, size_t *);
@@ -89,6 +93,7 @@ static CUresult (*p_cuModuleUnload)(CUmodule);
 static CUresult (*p_cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
 static CUresult (*p_cuFuncGetAttribute)(int *, int, CUfunction);
 static CUresult (*p_cuFuncSetAttribute)(CUfunction, int, int);
+static CUresult (*p_cuFuncGetParamInfo)(CUfunction, size_t, size_t *, size_t *); // optional (CUDA 12.4)
 static CUresult (*p_cuOccupancyMaxActiveBlocksPerMultiprocessor)(int *, CUfunction, int, size_t);
 static CUresult (*p_cuLaunchKernel)(CUfunction, unsigned int, unsigned int, unsigned int, unsigned int,
                                     unsigned int, unsigned int, unsigned int, CUstream, void **, void **);
@@ -119,6 +124,7 @@ static const struct binding required[] = {
 	BIND(cuDevicePrimaryCtxRetain),
 	BIND(cuDevicePrimaryCtxRelease_v2),
 	BIND(cuCtxSetCurrent),
+	BIND(cuCtxGetCurrent),
 	BIND(cuCtxSynchronize),
 	BIND(cuCtxEnablePeerAccess),
 	BIND(cuMemGetInfo_v2),
@@ -196,6 +202,9 @@ int kiln_load(const char *path, char *msg, size_t msg_size) {
 		}
 		uuid_fallback = 1;
 	}
+	// cuFuncGetParamInfo (CUDA 12.4) lets Launch check the packed argument
+	// size against the kernel's parameter list; without it the check is skipped.
+	p_cuFuncGetParamInfo = (CUresult(*)(CUfunction, size_t, size_t *, size_t *))dlsym(h, "cuFuncGetParamInfo");
 	// Only used to word errors; the Go tables stand in when they are absent.
 	p_cuGetErrorName = (CUresult(*)(CUresult, const char **))dlsym(h, "cuGetErrorName");
 	p_cuGetErrorString = (CUresult(*)(CUresult, const char **))dlsym(h, "cuGetErrorString");
@@ -221,7 +230,7 @@ const char *kiln_error_string(int result) {
 	return s;
 }
 
-// The context last made current on this OS thread, and the release
+// The context kiln last made current on this OS thread, and the release
 // generation it was made current in. Releasing a primary context bumps
 // ctx_generation, which invalidates every thread's cache: a released context
 // may be destroyed, and a context retained later can have the same handle.
@@ -229,10 +238,22 @@ static __thread CUcontext tls_ctx;
 static __thread unsigned long tls_generation;
 static unsigned long ctx_generation = 1;
 
+// use_ctx makes ctx current on the calling thread. The cache alone is not
+// enough: other code in the process (NCCL, cuBLAS, the CUDA runtime, a
+// caller's own cgo) may call cuCtxSetCurrent or cudaSetDevice on this thread
+// between two kiln calls, and trusting the cache would then run kiln's call
+// in that other context (memory allocated on the wrong GPU, a launch failing
+// with CUDA_ERROR_INVALID_HANDLE). So the driver's own answer is checked
+// each time: cuCtxGetCurrent only reads thread-local state, which costs far
+// less than the call it guards. cuCtxSetCurrent replaces the top of the
+// thread's context stack; kiln never pushes or pops.
 static int use_ctx(CUcontext ctx) {
 	unsigned long gen = __atomic_load_n(&ctx_generation, __ATOMIC_ACQUIRE);
 	if (tls_ctx == ctx && tls_generation == gen) {
-		return 0;
+		CUcontext cur = NULL;
+		if (p_cuCtxGetCurrent(&cur) == 0 && cur == ctx) {
+			return 0;
+		}
 	}
 	CUresult r = p_cuCtxSetCurrent(ctx);
 	if (r != 0) {
@@ -351,19 +372,24 @@ int kiln_event_elapsed(void *ctx, float *millis, void *start, void *end) {
 
 int kiln_module_load(void *ctx, void **module, const void *image, char *error_log, size_t error_log_size,
                      char *info_log, size_t info_log_size) {
+	// The logs are read by the caller after any failure, this function's own
+	// included, so they are emptied before anything can fail.
+	error_log[0] = 0;
+	info_log[0] = 0;
 	int r = use_ctx(ctx);
 	if (r != 0) {
 		return r;
 	}
-	error_log[0] = 0;
-	info_log[0] = 0;
 	int options[5] = {
 		KILN_JIT_ERROR_LOG_BUFFER, KILN_JIT_ERROR_LOG_BUFFER_SIZE_BYTES,
 		KILN_JIT_INFO_LOG_BUFFER,  KILN_JIT_INFO_LOG_BUFFER_SIZE_BYTES,
 		KILN_JIT_LOG_VERBOSE,
 	};
-	// Size options are passed by value in the pointer slot; the driver
-	// writes back the number of bytes it used.
+	// Option values travel in the pointer-sized slots: the buffers as
+	// pointers, the sizes (unsigned int options) and the verbosity (int) as
+	// integers cast to void*. The driver writes the number of log bytes it
+	// used back into the size slots; the logs are NUL-terminated below
+	// whatever it wrote.
 	void *values[5] = {
 		error_log, (void *)(size_t)error_log_size,
 		info_log,  (void *)(size_t)info_log_size,
@@ -384,6 +410,36 @@ int kiln_func_get_attribute(void *ctx, int *value, int attribute, void *function
 int kiln_func_set_attribute(void *ctx, void *function, int attribute, int value) {
 	WITH_CTX(ctx, p_cuFuncSetAttribute(function, attribute, value));
 }
+int kiln_func_param_bytes(void *ctx, size_t *bytes, void *function) {
+	*bytes = 0;
+	if (p_cuFuncGetParamInfo == NULL) {
+		return KILN_NO_PARAM_INFO;
+	}
+	int r = use_ctx(ctx);
+	if (r != 0) {
+		return r;
+	}
+	// The end of the parameter that ends last is the size of the parameter
+	// buffer the driver expects (no tail padding). An index past the last
+	// parameter is CUDA_ERROR_INVALID_VALUE. A kernel has at most 32764
+	// bytes, so at most that many parameters: the bound only guards
+	// against a driver that never says stop.
+	for (size_t i = 0; i <= 32764; i++) {
+		size_t offset = 0, size = 0;
+		CUresult q = p_cuFuncGetParamInfo(function, i, &offset, &size);
+		if (q == KILN_CUDA_ERROR_INVALID_VALUE) {
+			return 0;
+		}
+		if (q != 0) {
+			return q;
+		}
+		if (offset + size > *bytes) {
+			*bytes = offset + size;
+		}
+	}
+	return KILN_CUDA_ERROR_INVALID_VALUE;
+}
+
 int kiln_occupancy_max_active_blocks(void *ctx, int *blocks, void *function, int block_size,
                                      size_t dynamic_shared_bytes) {
 	WITH_CTX(ctx, p_cuOccupancyMaxActiveBlocksPerMultiprocessor(blocks, function, block_size, dynamic_shared_bytes));
@@ -401,7 +457,10 @@ int kiln_launch(void *ctx, void *function, unsigned int grid_x, unsigned int gri
 		                        NULL, NULL);
 	}
 	// The driver copies the parameter buffer during the call, so the
-	// caller's buffer (Go memory) is not kept past it.
+	// caller's buffer (Go memory) is not kept past it. kernelParams must be
+	// NULL when `extra` carries the buffer. The size is the packed size,
+	// which ends at the last parameter: the driver refuses a buffer size
+	// that includes a struct's tail padding (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES).
 	void *extra[5] = {
 		KILN_LAUNCH_PARAM_BUFFER_POINTER, args, KILN_LAUNCH_PARAM_BUFFER_SIZE, &args_size, KILN_LAUNCH_PARAM_END,
 	};

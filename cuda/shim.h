@@ -22,6 +22,10 @@ typedef unsigned long long kiln_devptr;
 // from the entry point the shim function is named after.
 #define KILN_CTX_FAILED 0x100000
 
+// KILN_NO_PARAM_INFO is kiln_func_param_bytes' answer when the driver lacks
+// cuFuncGetParamInfo (before CUDA 12.4). It is no CUresult.
+#define KILN_NO_PARAM_INFO 0x200000
+
 // kiln_load outcomes.
 #define KILN_LOAD_OK 0
 #define KILN_LOAD_DLOPEN_FAILED 1
@@ -103,11 +107,16 @@ int kiln_module_unload(void *ctx, void *module);
 int kiln_module_get_function(void *ctx, void **function, void *module, const char *name);
 int kiln_func_get_attribute(void *ctx, int *value, int attribute, void *function);
 int kiln_func_set_attribute(void *ctx, void *function, int attribute, int value);
+// kiln_func_param_bytes writes the size of function's parameter buffer (the
+// end of its last parameter, per cuFuncGetParamInfo) into bytes.
+int kiln_func_param_bytes(void *ctx, size_t *bytes, void *function);
 int kiln_occupancy_max_active_blocks(void *ctx, int *blocks, void *function, int block_size,
                                      size_t dynamic_shared_bytes);
 
 // kiln_launch is cuLaunchKernel with the packed parameter buffer passed
-// through the `extra` array; args may be NULL when args_size is 0.
+// through the `extra` array (kernelParams NULL: the two are exclusive); args
+// may be NULL when args_size is 0. args_size must be the kernel's exact
+// parameter size, without tail padding: the driver refuses a larger one.
 int kiln_launch(void *ctx, void *function, unsigned int grid_x, unsigned int grid_y, unsigned int grid_z,
                 unsigned int block_x, unsigned int block_y, unsigned int block_z, unsigned int shared_bytes,
                 void *stream, void *args, size_t args_size);

@@ -58,7 +58,8 @@ __device__ __forceinline__ void layernorm_row(const KilnRowsParams& p, int64_t r
 
 	for (int64_t j = g.rank(); j < n; j += g.size()) {
 		float y = (to_f32(r.x[j]) - mean) * inv_std;
-		if (weight) y *= weight[j];
+		// Rounded before the bias is added (no FMA), as on the CPU.
+		if (weight) y = __fmul_rn(y, weight[j]);
 		if (bias) y += bias[j];
 		r.dst[j] = from_f32<T>(y);
 	}

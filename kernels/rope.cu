@@ -5,9 +5,13 @@
 //
 //   θ = p · freq_scale · freq_base^(−2i/n_dims) / freq_factors[i]
 //
-// computed in double, with cos θ and sin θ in double too, each rounded to
-// float, so that every backend gets the same angles even at large positions;
-// the rotation (a, b) → (a·cos θ − b·sin θ, a·sin θ + b·cos θ) is float.
+// computed in double as the CPU reference does (runtime/cpu/rope.go), in the
+// same order: f_i = freq_scale · freq_base^(−2i/n_dims) / freq_factors[i],
+// then θ = p · f_i; cos θ and sin θ in double too, each rounded to float, so
+// that every backend gets the same angles even at large positions. The
+// rotation (a, b) → (a·cos θ − b·sin θ, a·sin θ + b·cos θ) is float with
+// every product rounded before the sum (__fmul_rn: no fused multiply-add),
+// again as on the CPU.
 // Pairs are (2i, 2i+1) in the normal style and (i, i + n_dims/2) in the NeoX
 // style. Elements at and past n_dims are copied through.
 //
@@ -45,9 +49,9 @@ template <typename T> __device__ __forceinline__ void rope(const KilnRoPEParams&
 			const int n_pairs = half - first < kRoPEChunk ? half - first : kRoPEChunk;
 			for (int k = threadIdx.x; k < n_pairs; k += blockDim.x) {
 				const int i = first + k;
-				double theta = (double)position * (double)p.freq_scale *
-				               pow((double)p.freq_base, -2.0 * (double)i / (double)p.n_dims);
-				if (freq_factors) theta /= (double)freq_factors[i];
+				double freq = (double)p.freq_scale * pow((double)p.freq_base, -2.0 * (double)i / (double)p.n_dims);
+				if (freq_factors) freq /= (double)freq_factors[i];
+				const double theta = (double)position * freq;
 				double s, c;
 				sincos(theta, &s, &c);
 				cos_s[k] = (float)c;
@@ -64,8 +68,8 @@ template <typename T> __device__ __forceinline__ void rope(const KilnRoPEParams&
 				T* dh = dst_tok + h * p.dst_strides[2];
 				const float a = to_f32(xh[i0]), bb = to_f32(xh[i1]);
 				const float c = cos_s[pair], s = sin_s[pair];
-				dh[i0] = from_f32<T>(a * c - bb * s);
-				dh[i1] = from_f32<T>(a * s + bb * c);
+				dh[i0] = from_f32<T>(__fmul_rn(a, c) - __fmul_rn(bb, s));
+				dh[i1] = from_f32<T>(__fmul_rn(a, s) + __fmul_rn(bb, c));
 			}
 			// The next chunk (or token) overwrites the angles.
 			__syncthreads();

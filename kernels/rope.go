@@ -16,7 +16,7 @@ type RoPEParams struct {
 	// NDims is how many leading elements of each head are rotated: even,
 	// positive, at most the head dimension.
 	NDims int
-	// FreqBase and FreqScale are positive.
+	// FreqBase and FreqScale are positive (+Inf is allowed, as in op.CheckRoPE).
 	FreqBase  float32
 	FreqScale float32
 	// PositionOffset is added to every position.
@@ -72,8 +72,9 @@ func (s *Set) RoPE(st *cuda.Stream, dst, x, positions Operand, p RoPEParams) err
 	if p.Style != op.RoPENormal && p.Style != op.RoPENeoX {
 		return argError(name, "Style", "unknown style %d", uint8(p.Style))
 	}
-	if !(p.FreqBase > 0) || !(p.FreqScale > 0) || math.IsInf(float64(p.FreqBase), 0) || math.IsInf(float64(p.FreqScale), 0) {
-		return argError(name, "", "FreqBase %v and FreqScale %v must be positive and finite", p.FreqBase, p.FreqScale)
+	// As op.CheckRoPE: positive (NaN refused); +Inf is accepted, as on the CPU.
+	if !(p.FreqBase > 0) || !(p.FreqScale > 0) {
+		return argError(name, "", "FreqBase %v and FreqScale %v must be positive", p.FreqBase, p.FreqScale)
 	}
 	if err := checkParamPtr(name, "FreqFactors", p.FreqFactors); err != nil {
 		return err

@@ -60,8 +60,9 @@ func outerStrides(o Operand) [3]int { return [3]int{o.Strides[0], o.Strides[1], 
 // Softmax queues dst = softmax(scale·x + causal mask) over each row (the
 // innermost dimension, contiguous); see op.SoftmaxOptions. The causal
 // position of a row is opts.PositionOffset plus its index in dimension 2
-// (the second-innermost of the padded shape). A row whose maximum is −inf
-// (all masked) comes out as zeros.
+// (the second-innermost of the padded shape). A row with every column
+// masked comes out as zeros; NaN and infinities among the unmasked columns
+// give NaN rows, as on the CPU (see softmax.cu).
 //
 // Kernels: softmax_<dt> (a block per row); softmax_<dt>_warp (a warp per
 // row) for rows of at most 512 elements.
@@ -87,10 +88,12 @@ func (s *Set) Softmax(st *cuda.Stream, dst, x Operand, opts op.SoftmaxOptions) e
 	return s.launch(softmaxKernels[rowsKey{dst.DType, v}], rowsConfig(v, nRows, rowLen), st)
 }
 
-// checkEps checks a norm's epsilon.
+// checkEps checks a norm's epsilon as op.CheckRMSNorm and op.CheckLayerNorm
+// do: NaN and negative values are refused. +Inf is accepted, as on the CPU,
+// and gives 1/sqrt(+Inf) = 0: rows of zeros (NaN where x is infinite).
 func checkEps(name string, eps float32) error {
-	if !(eps >= 0) || math.IsInf(float64(eps), 1) {
-		return argError(name, "eps", "%v is not a finite, non-negative number", eps)
+	if !(eps >= 0) {
+		return argError(name, "eps", "%v is not a non-negative number", eps)
 	}
 	return nil
 }

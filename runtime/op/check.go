@@ -1,6 +1,8 @@
 package op
 
 import (
+	"slices"
+
 	"github.com/kiln-gpu/kiln/runtime/tensor"
 )
 
@@ -95,7 +97,7 @@ func checkOutput(opName string, dst tensor.Tensor, inputs ...tensor.Tensor) erro
 			continue
 		}
 		if in.DType() == dst.DType() && in.Offset() == dst.Offset() && tensor.SameShape(in, dst) &&
-			equalInts(in.Strides(), dst.Strides()) {
+			slices.Equal(in.Strides(), dst.Strides()) {
 			continue
 		}
 		if byteRangesOverlap(in, dst) {
@@ -103,18 +105,6 @@ func checkOutput(opName string, dst tensor.Tensor, inputs ...tensor.Tensor) erro
 		}
 	}
 	return nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func byteRange(t tensor.Tensor) (lo, hi int64) {
@@ -293,7 +283,7 @@ func CheckRoPE(dst, x, positions tensor.Tensor, opts RoPEOptions) error {
 		return argErr(name, "positions", "dtype %v, expected I32", positions.DType())
 	}
 	want := x.Shape()[:x.Rank()-2]
-	if !equalInts(positions.Shape(), want) {
+	if !slices.Equal(positions.Shape(), want) {
 		return argErr(name, "positions", "shape %v, expected %v (x's shape without heads and head dimension)", positions.Shape(), want)
 	}
 	headDim := x.Dim(-1)
@@ -351,7 +341,7 @@ func CheckEmbedding(dst, table, ids tensor.Tensor) error {
 		return argErr(name, "ids", "rank %d is larger than %d", ids.Rank(), tensor.MaxRank-1)
 	}
 	want := append(ids.Shape(), table.Dim(1))
-	if !equalInts(dst.Shape(), want) {
+	if !slices.Equal(dst.Shape(), want) {
 		return argErr(name, "dst", "shape %v, expected %v (ids' shape and the table's row length)", dst.Shape(), want)
 	}
 	if err := checkInnerContiguous(name, "dst", dst); err != nil {
@@ -381,7 +371,7 @@ func CheckArgmax(dst, x tensor.Tensor) error {
 		return argErr(name, "dst", "dtype %v, expected I32", dst.DType())
 	}
 	want := ArgmaxShape(x)
-	if !equalInts(dst.Shape(), want) {
+	if !slices.Equal(dst.Shape(), want) {
 		return argErr(name, "dst", "shape %v, expected %v", dst.Shape(), want)
 	}
 	return checkOutput(name, dst, x)
