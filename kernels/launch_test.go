@@ -291,6 +291,16 @@ func TestNorms(t *testing.T) {
 		t.Errorf("layernorm params %+v", p)
 	}
 
+	// +Inf passes, as op.CheckRMSNorm lets it (the CPU then gives zeros, and
+	// so does 1/sqrtf(+Inf) in the kernel): the GPU must not refuse what the
+	// CPU accepts.
+	inf := float32(math.Inf(1))
+	if err := s.RMSNorm(nil, x, x, 0, op.NormOptions{Eps: inf}); err != nil {
+		t.Fatalf("eps +Inf: %v", err)
+	}
+	if p := decodeArgs[rowsParams](t, d.lastLaunch(t).args); p.Eps != inf {
+		t.Errorf("eps +Inf packed as %v", p.Eps)
+	}
 	wantInvalid(t, s.RMSNorm(nil, x, x, 0, op.NormOptions{Eps: -1}), "eps")
 	wantInvalid(t, s.RMSNorm(nil, x, x, 0, op.NormOptions{Eps: float32(math.NaN())}), "eps")
 	wantInvalid(t, s.LayerNorm(nil, short, short, 0x5000, 0x6002, op.NormOptions{}), "bias", "aligned")
@@ -353,7 +363,12 @@ func TestRoPE(t *testing.T) {
 	wantInvalid(t, s.RoPE(nil, dst, x, pos, RoPEParams{NDims: 31, FreqBase: 1, FreqScale: 1}), "NDims")
 	wantInvalid(t, s.RoPE(nil, dst, x, pos, RoPEParams{NDims: 0, FreqBase: 1, FreqScale: 1}), "NDims")
 	wantInvalid(t, s.RoPE(nil, dst, x, pos, RoPEParams{NDims: 66, FreqBase: 1, FreqScale: 1}), "NDims")
+	// +Inf passes, as op.CheckRoPE lets it; NaN does not.
+	if err := s.RoPE(nil, dst, x, pos, RoPEParams{NDims: 64, FreqBase: float32(math.Inf(1)), FreqScale: 1}); err != nil {
+		t.Errorf("FreqBase +Inf: %v", err)
+	}
 	wantInvalid(t, s.RoPE(nil, dst, x, pos, RoPEParams{NDims: 64, FreqBase: 0, FreqScale: 1}), "FreqBase")
+	wantInvalid(t, s.RoPE(nil, dst, x, pos, RoPEParams{NDims: 64, FreqBase: 1, FreqScale: float32(math.NaN())}), "FreqScale")
 	wantInvalid(t, s.RoPE(nil, dst, x, pos, RoPEParams{NDims: 64, FreqBase: 1, FreqScale: 1, Style: 5}), "Style")
 	wantInvalid(t, s.RoPE(nil, dst, x, operand(tensor.I32, 0x2000, []int{4}, nil), RoPEParams{NDims: 64, FreqBase: 1, FreqScale: 1}), "positions")
 	wantInvalid(t, s.RoPE(nil, dst, x, operand(tensor.F32, 0x2000, []int{5}, nil), RoPEParams{NDims: 64, FreqBase: 1, FreqScale: 1}), "positions", "I32")

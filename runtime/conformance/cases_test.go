@@ -254,19 +254,53 @@ func unaryCases() []caseSpec {
 
 // --- softmax ---
 
+// valueKind selects a softmax case's input values.
+type valueKind int
+
+const (
+	large   valueKind = iota // largeMagnitudes
+	wide                     // wideRange
+	special                  // specialSoftmaxRows
+)
+
+// specialSoftmaxRows generates, in row-major order over rows of n: a row of
+// −inf; a row of ordinary values with a NaN in column 3; a row with −inf in
+// every other column; then ordinary rows.
+func specialSoftmaxRows(rng *rand.Rand, n int) func() float64 {
+	ordinary := largeMagnitudes(rng)
+	k := 0
+	return func() float64 {
+		row, col := k/n, k%n
+		k++
+		switch {
+		case row == 0:
+			return math.Inf(-1)
+		case row == 1 && col == 3:
+			return math.NaN()
+		case row == 2 && col%2 == 1:
+			return math.Inf(-1)
+		}
+		return ordinary()
+	}
+}
+
 // largeMagnitudes are softmax inputs for which exp would overflow float32
 // without subtracting the row maximum.
 func largeMagnitudes(rng *rand.Rand) func() float64 { return uniform(rng, -30, 30) }
 
 func softmaxCases() []caseSpec {
 	var cs []caseSpec
-	add := func(dt tensor.DType, shape []int, xL, dstL layout, inPlace bool, opts op.SoftmaxOptions, wide bool) {
+	add := func(dt tensor.DType, shape []int, xL, dstL layout, inPlace bool, opts op.SoftmaxOptions, kind valueKind) {
 		name := fmt.Sprintf("softmax/%v/%s/x-%s/dst-%s/scale%g-causal%v-offset%d", dt, shapeName(shape), xL, dstL,
 			opts.Scale, opts.Causal, opts.PositionOffset)
 		values := largeMagnitudes
-		if wide {
+		switch kind {
+		case wide:
 			values = wideRange
 			name += "/wide-range"
+		case special:
+			values = func(rng *rand.Rand) func() float64 { return specialSoftmaxRows(rng, shape[len(shape)-1]) }
+			name += "/inf-and-nan-rows"
 		}
 		if inPlace {
 			name += "/in-place"
@@ -287,8 +321,12 @@ func softmaxCases() []caseSpec {
 			return c
 		}})
 	}
-	const large, wide = false, true
 	for _, dt := range floatTypes {
+		// Rows of −inf and NaN: an unmasked all −inf row and a row holding a
+		// NaN give NaN rows (as the reference computes them); −inf entries
+		// in an ordinary row give zeros there.
+		add(dt, []int{4, 9}, contiguous, contiguous, false, op.SoftmaxOptions{}, special)
+		add(dt, []int{4, 9}, contiguous, contiguous, false, op.SoftmaxOptions{Causal: true, PositionOffset: 2}, special)
 		for _, n := range rowSizes {
 			rows := 3
 			add(dt, []int{rows, n}, contiguous, contiguous, false, op.SoftmaxOptions{}, large)
