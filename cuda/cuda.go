@@ -208,6 +208,13 @@ func (h *HostBuffer) Bytes() []byte {
 func (h *HostBuffer) SizeBytes() int64 { return h.size }
 
 // CaptureMode is a CUstreamCaptureMode.
+//
+// A capture begun in CaptureGlobal or CaptureThreadLocal mode must end on the
+// OS thread that began it: the driver refuses cuStreamEndCapture from another
+// thread (CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD). Go moves goroutines
+// between threads, so a caller of those modes holds its thread from
+// BeginCapture to EndCapture (runtime.LockOSThread); CaptureRelaxed has no
+// such rule.
 type CaptureMode int
 
 const (
@@ -216,7 +223,7 @@ const (
 	// CaptureThreadLocal forbids them on the capturing thread only. Go moves
 	// goroutines between threads, so this mode is rarely what a Go caller wants.
 	CaptureThreadLocal CaptureMode = 1
-	// CaptureRelaxed forbids nothing.
+	// CaptureRelaxed forbids nothing, and the capture may end on any thread.
 	CaptureRelaxed CaptureMode = 2
 )
 

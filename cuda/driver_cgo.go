@@ -746,7 +746,9 @@ func (s *Stream) WaitEvent(e *Event) error {
 	return nil
 }
 
-// BeginCapture is cuStreamBeginCapture_v2.
+// BeginCapture is cuStreamBeginCapture_v2. In CaptureGlobal and
+// CaptureThreadLocal mode, call EndCapture on the same OS thread (hold it with
+// runtime.LockOSThread); see CaptureMode.
 func (s *Stream) BeginCapture(mode CaptureMode) error {
 	if err := s.live("Stream.BeginCapture"); err != nil {
 		return err
@@ -757,7 +759,8 @@ func (s *Stream) BeginCapture(mode CaptureMode) error {
 	return nil
 }
 
-// EndCapture is cuStreamEndCapture.
+// EndCapture is cuStreamEndCapture. Unless the capture is CaptureRelaxed, it
+// must run on the OS thread that called BeginCapture.
 func (s *Stream) EndCapture() (*Graph, error) {
 	if err := s.live("Stream.EndCapture"); err != nil {
 		return nil, err

@@ -40,6 +40,20 @@ const testPTX = `//
 {
 	ret;
 }
+
+.visible .entry no_params()
+{
+	ret;
+}
+
+.visible .entry padded_struct(
+	.param .u32 padded_struct_param_0,
+	.param .align 8 .b8 padded_struct_param_1[24],
+	.param .u32 padded_struct_param_2
+)
+{
+	ret;
+}
 `
 
 func fakeLib(t *testing.T) *fakecuda.Lib {
@@ -481,14 +495,20 @@ func TestFakeModuleFunctionsAndLaunch(t *testing.T) {
 	if !bytes.Equal(last.Args, wantArgs) {
 		t.Errorf("parameter buffer the driver received:\n got % x\nwant % x", last.Args, wantArgs)
 	}
-	if err := ctx.Launch(plain, D1(1), D1(32), 0, nil, nil); err != nil {
+	noParams, err := mod.Function("no_params")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if last, _ := lib.LastLaunch(); last.Kernel != "plain_kernel" || len(last.Args) != 0 {
+	if err := ctx.Launch(noParams, D1(1), D1(32), 0, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if last, _ := lib.LastLaunch(); last.Kernel != "no_params" || len(last.Args) != 0 {
 		t.Errorf("launch without arguments recorded as %+v", last)
 	}
 	// The driver checks dimensions.
-	err = ctx.Launch(plain, D1(1), D1(2048), 0, nil, nil)
+	var one Args
+	one.U32(7)
+	err = ctx.Launch(plain, D1(1), D1(2048), 0, nil, &one)
 	wantError(t, "2048 threads per block", err, "cuLaunchKernel", ErrorInvalidValue)
 	if !strings.Contains(err.Error(), "plain_kernel") {
 		t.Errorf("launch error %q does not name the kernel", err)
@@ -619,6 +639,9 @@ func TestFakeRefusedPTXCarriesTheJITLog(t *testing.T) {
 func TestFakeGraphCapture(t *testing.T) {
 	lib := fakeLib(t)
 	ctx := fakeContext(t, 0)
+	// Global-mode captures must end on the thread that began them.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	mod, err := ctx.LoadModule([]byte(testPTX))
 	if err != nil {
 		t.Fatal(err)

@@ -93,6 +93,8 @@ func runChild(mode string) int {
 		report = probe()
 	case "real":
 		report = realDeviceCheck()
+	case "launch":
+		report = launchCheck()
 	default:
 		return 3
 	}

@@ -124,6 +124,12 @@ func realDeviceCheck() (r realReport) {
 		fail("MemcpyHtoD: %v", err)
 		return r
 	}
+	// The copy went through the legacy default stream, which the
+	// non-blocking stream below does not wait for, and may still be landing.
+	if err := ctx.Synchronize(); err != nil {
+		fail("Synchronize after MemcpyHtoD: %v", err)
+		return r
+	}
 	mod, err := ctx.LoadModule([]byte(addOnePTX))
 	if err != nil {
 		fail("LoadModule: %v", err)
@@ -134,6 +140,12 @@ func realDeviceCheck() (r realReport) {
 	if err != nil {
 		fail("Function: %v", err)
 		return r
+	}
+	// The driver lays the parameters out as (u64 at 0, u32 at 8): 12 bytes.
+	if version, err := DriverVersion(); err == nil && version >= 12040 {
+		if size, known := f.ParamBytes(); !known || size != 12 {
+			fail("ParamBytes of add_one_f32 on a CUDA %d driver: %d, %v; want 12, true (cuFuncGetParamInfo)", version, size, known)
+		}
 	}
 	var args Args
 	args.Ptr(x).U32(n)

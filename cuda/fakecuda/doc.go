@@ -32,8 +32,10 @@
 //     capability from FAKECUDA_CC, total memory from FAKECUDA_TOTAL_MEM.
 //     Unknown attributes in 1..150 read 0; others are CUDA_ERROR_INVALID_VALUE.
 //   - Primary contexts with reference counts; the current context is per OS
-//     thread, and calls that need one fail with CUDA_ERROR_INVALID_CONTEXT
-//     without it, so a caller that forgets cuCtxSetCurrent is caught. Releasing
+//     thread (cuCtxSetCurrent, cuCtxGetCurrent), and calls that need one fail
+//     with CUDA_ERROR_INVALID_CONTEXT without it, so a caller that forgets
+//     cuCtxSetCurrent is caught; calls run in whichever context is current, so
+//     one that trusts a stale idea of it works in the wrong device. Releasing
 //     the last reference frees the device's memory and kills its handles.
 //   - Device memory is malloc'd and counted against FAKECUDA_TOTAL_MEM per
 //     device: an allocation beyond it is CUDA_ERROR_OUT_OF_MEMORY. Copies and
@@ -49,6 +51,9 @@
 //     context captures in global mode fails with
 //     CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and invalidates that capture
 //     (cuStreamEndCapture then fails with CUDA_ERROR_STREAM_CAPTURE_INVALIDATED).
+//     A capture begun in global or thread-local mode must end on the OS thread
+//     that began it (CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD otherwise, and the
+//     capture goes on), as in the driver; a relaxed one may end anywhere.
 //     Launching an instantiated graph adds its launch nodes to the launch count.
 //   - Modules: cuModuleLoadDataEx needs PTX text with a ".version X.Y"
 //     directive (else CUDA_ERROR_INVALID_IMAGE), finds kernels by their
@@ -56,10 +61,17 @@
 //     refuses PTX whose ".target" line contains one of FAKECUDA_REJECT_TARGET's
 //     strings with CUDA_ERROR_INVALID_PTX and a ptxas-style message in the
 //     JIT error log. cuModuleGetFunction finds kernels by name
-//     (CUDA_ERROR_NOT_FOUND otherwise).
+//     (CUDA_ERROR_NOT_FOUND otherwise). Each kernel's parameter list is read
+//     from its .entry declaration (".param [.align A] .TYPE NAME[[N]]", each
+//     placed at the next multiple of its alignment) and reported by
+//     cuFuncGetParamInfo.
 //   - cuLaunchKernel checks the function, stream, dimensions (none zero, at
 //     most 1024 threads per block), shared memory (48 KiB, or the function's
 //     CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES) and the `extra` array,
+//     whose buffer size must be exactly the end of the kernel's last
+//     parameter, as the real driver requires: larger (a struct's tail
+//     padding counted) is CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES, smaller (or no
+//     parameters for a kernel that has some) CUDA_ERROR_INVALID_VALUE. It
 //     then only counts the launch and records it (Lib.LastLaunch).
 //
 // # Environment
@@ -88,12 +100,15 @@
 //
 // BuildVariant compiles the library with C preprocessor macros:
 // FAKECUDA_NO_UUID_V2 leaves out cuDeviceGetUuid_v2, as in drivers before
-// CUDA 11.4, so that the fallback to cuDeviceGetUuid is exercised.
+// CUDA 11.4, so that the fallback to cuDeviceGetUuid is exercised;
+// FAKECUDA_NO_PARAM_INFO leaves out cuFuncGetParamInfo, as in drivers before
+// CUDA 12.4 (launches are still checked by the fake itself).
 //
 // # Queries
 //
 // Open (cgo builds only) finds the fake library already loaded in this
 // process and reads its counters: launches, graph launches, calls per entry
 // point, the last launch's kernel, dimensions and parameter bytes, and live
-// allocations.
+// allocations; Lib.SetCurrentContext changes the calling thread's current
+// context behind the cuda package's back, as another library may.
 package fakecuda

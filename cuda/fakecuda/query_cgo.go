@@ -15,6 +15,7 @@ static long long fc_call_ll(void *f) { return ((long long (*)(void))f)(); }
 static long long fc_call_ll_str(void *f, const char *s) { return ((long long (*)(const char *))f)(s); }
 static long long fc_call_ll_int(void *f, int v) { return ((long long (*)(int))f)(v); }
 static void fc_call_void(void *f) { ((void (*)(void))f)(); }
+static int fc_call_int_ptr(void *f, void *p) { return ((int (*)(void *))f)(p); }
 static int fc_call_last_launch(void *f, char *name, size_t name_size, unsigned *dims, unsigned char *args,
                                size_t args_cap, size_t *args_size) {
 	return ((int (*)(char *, size_t, unsigned *, unsigned char *, size_t, size_t *))f)(name, name_size, dims, args,
@@ -32,7 +33,7 @@ import (
 type Lib struct {
 	path                                                    string
 	launchCount, graphLaunchCount, calls, reset, lastLaunch unsafe.Pointer
-	allocations                                             unsafe.Pointer
+	allocations, setCurrent                                 unsafe.Pointer
 }
 
 // Launch is a recorded kernel launch.
@@ -69,6 +70,7 @@ func Open(path string) (*Lib, error) {
 		{"fakecuda_reset_counters", &l.reset},
 		{"fakecuda_last_launch", &l.lastLaunch},
 		{"fakecuda_allocations", &l.allocations},
+		{"cuCtxSetCurrent", &l.setCurrent},
 	} {
 		cname := C.CString(s.name)
 		*s.dst = C.fc_sym(h, cname)
@@ -119,6 +121,15 @@ func (l *Lib) LastLaunch() (launch Launch, ok bool) {
 
 // DeviceAllocations is the number of live device allocations, all devices.
 func (l *Lib) DeviceAllocations() int64 { return int64(C.fc_call_ll_int(l.allocations, 1)) }
+
+// SetCurrentContext calls the fake driver's cuCtxSetCurrent directly on the
+// calling OS thread, as other code in the process (NCCL, the CUDA runtime, a
+// caller's own cgo) may, and returns its CUresult. ctx is a CUcontext handle;
+// nil makes no context current. The caller must hold its OS thread
+// (runtime.LockOSThread) for the change to concern the calls that follow.
+func (l *Lib) SetCurrentContext(ctx unsafe.Pointer) int {
+	return int(C.fc_call_int_ptr(l.setCurrent, ctx))
+}
 
 // HostAllocations is the number of live pinned host allocations.
 func (l *Lib) HostAllocations() int64 { return int64(C.fc_call_ll_int(l.allocations, 2)) }

@@ -167,6 +167,11 @@ func Open(ctx context.Context, ordinal int, opts Options) (b *Backend, err error
 	opened := b
 	defer func() {
 		if err != nil {
+			// Work queued on the stream (the error word's memset) must end
+			// before the memory it touches is freed.
+			if opened.stream != nil {
+				_ = opened.stream.Synchronize()
+			}
 			_ = opened.release()
 		}
 	}()
@@ -194,7 +199,11 @@ func Open(ctx context.Context, ordinal int, opts Options) (b *Backend, err error
 	if b.errWord, err = b.ctx.MemAlloc(kernels.ErrorWordBytes); err != nil {
 		return nil, fmt.Errorf("%s: device error word: %w", name, err)
 	}
-	if err = b.ctx.MemsetD8(b.errWord, 0, kernels.ErrorWordBytes); err != nil {
+	// Zeroed on the backend's own stream: a synchronous cuMemsetD8 would be
+	// queued on the legacy default stream, which the non-blocking stream
+	// does not wait for, so a kernel could record a fault in the word before
+	// the memset cleared it.
+	if err = b.ctx.MemsetD8Async(b.errWord, 0, kernels.ErrorWordBytes, b.stream); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	if b.errHost, err = b.ctx.MemHostAlloc(kernels.ErrorWordBytes); err != nil {
@@ -628,10 +637,28 @@ func (b *Backend) noteFault(what string, err error) error {
 	return ferr
 }
 
-// isStickyResult reports CUresults that leave the context unusable.
+// isStickyResult reports CUresults that leave the context unusable: those
+// cuda.h documents as leaving the process in an inconsistent state (every
+// later call returns the same error, and only a new process recovers), and
+// the hardware faults that do the same.
 func isStickyResult(r cuda.Result) bool {
 	switch r {
-	case cuda.ErrorIllegalAddress, cuda.ErrorLaunchFailed, cuda.ErrorLaunchTimeout, 714, 715, 716, 717, 718, 710:
+	case 214, // CUDA_ERROR_ECC_UNCORRECTABLE
+		220, // CUDA_ERROR_NVLINK_UNCORRECTABLE
+		226, // CUDA_ERROR_CONTAINED (CUDA 12.8: a contained hardware error, or a bad NVLink peer access)
+		cuda.ErrorIllegalAddress,
+		cuda.ErrorLaunchTimeout,
+		709, // CUDA_ERROR_CONTEXT_IS_DESTROYED
+		710, // CUDA_ERROR_ASSERT
+		714, // CUDA_ERROR_HARDWARE_STACK_ERROR
+		715, // CUDA_ERROR_ILLEGAL_INSTRUCTION
+		716, // CUDA_ERROR_MISALIGNED_ADDRESS
+		717, // CUDA_ERROR_INVALID_ADDRESS_SPACE
+		718, // CUDA_ERROR_INVALID_PC
+		cuda.ErrorLaunchFailed,
+		721, // CUDA_ERROR_TENSOR_MEMORY_LEAK
+		810, // CUDA_ERROR_MPS_CLIENT_TERMINATED
+		911: // CUDA_ERROR_EXTERNAL_DEVICE
 		return true
 	}
 	return false

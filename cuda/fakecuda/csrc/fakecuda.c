@@ -39,15 +39,19 @@ enum {
 	E_ILLEGAL_STATE = 401,
 	E_NOT_FOUND = 500,
 	E_NOT_READY = 600,
+	E_NOT_SUPPORTED = 801,
+	E_LAUNCH_OUT_OF_RESOURCES = 701,
 	E_PEER_ACCESS_ALREADY_ENABLED = 704,
 	E_LAUNCH_FAILED = 719,
 	E_CAPTURE_UNSUPPORTED = 900,
 	E_CAPTURE_INVALIDATED = 901,
+	E_CAPTURE_WRONG_THREAD = 908,
 	E_UNKNOWN = 999,
 };
 
 #define MAX_DEVICES 8
 #define MAX_ARG_BYTES 32764
+#define MAX_PARAMS 128
 #define SHARED_PER_BLOCK 49152
 #define SHARED_PER_BLOCK_OPTIN 232448
 #define SHARED_PER_SM 233472
@@ -228,6 +232,7 @@ struct stream {
 	int dead;
 	int capturing;
 	int capture_mode;
+	pthread_t capture_thread; // the thread that began the capture
 	int invalidated;
 	long long nodes;        // work captured since cuStreamBeginCapture
 	long long launch_nodes; // of which kernel launches
@@ -249,6 +254,13 @@ struct function {
 	struct module *module;
 	char name[256];
 	int max_dynamic_shared;
+	// The parameter list parsed from the .entry declaration; params_known is
+	// 0 when the declaration was not understood (launches then go unchecked).
+	int params_known;
+	int n_params;
+	size_t param_offset[MAX_PARAMS];
+	size_t param_size[MAX_PARAMS];
+	size_t param_bytes; // end of the last parameter: what the driver expects
 };
 
 struct module {
@@ -441,10 +453,13 @@ static const struct {
 	{401, "CUDA_ERROR_ILLEGAL_STATE", "the operation cannot be performed in the present state"},
 	{500, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
 	{600, "CUDA_ERROR_NOT_READY", "device not ready"},
+	{701, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES", "too many resources requested for launch"},
 	{704, "CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED", "peer access is already enabled"},
 	{719, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
+	{801, "CUDA_ERROR_NOT_SUPPORTED", "operation not supported"},
 	{900, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED", "operation not permitted when stream is capturing"},
 	{901, "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED", "operation failed due to a previous error during capture"},
+	{908, "CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD", "attempt to terminate a thread-local capture sequence from another thread"},
 	{999, "CUDA_ERROR_UNKNOWN", "unknown error"},
 };
 
@@ -675,6 +690,18 @@ ENTRY(cuCtxSetCurrent, (void *pctx), (pctx)) {
 	}
 	current = (struct ctx *)pctx;
 	current_generation = current != NULL ? current->generation : 0;
+	return OK;
+}
+
+ENTRY(cuCtxGetCurrent, (void **pctx), (pctx)) {
+	CUresult r = need_init();
+	if (r != OK) {
+		return r;
+	}
+	if (pctx == NULL) {
+		return E_INVALID_VALUE;
+	}
+	*pctx = current;
 	return OK;
 }
 
@@ -1039,6 +1066,7 @@ ENTRY(cuStreamBeginCapture_v2, (void *stream, int mode), (stream, mode)) {
 	}
 	s->capturing = 1;
 	s->capture_mode = mode;
+	s->capture_thread = pthread_self();
 	s->invalidated = 0;
 	s->nodes = 0;
 	s->launch_nodes = 0;
@@ -1059,6 +1087,10 @@ ENTRY(cuStreamEndCapture, (void *stream, void **pgraph), (stream, pgraph)) {
 	struct stream *s = stream;
 	if (!s->capturing) {
 		return E_ILLEGAL_STATE;
+	}
+	// Only a relaxed capture may end on another thread than it began on.
+	if (s->capture_mode != 2 && !pthread_equal(s->capture_thread, pthread_self())) {
+		return E_CAPTURE_WRONG_THREAD;
 	}
 	s->capturing = 0;
 	if (s->capture_mode == 0) {
@@ -1229,6 +1261,119 @@ static int target_rejected(const char *text, char *line, size_t line_size) {
 	return 0;
 }
 
+// scalar_bytes is the size of a PTX fundamental type such as ".u64", or 0.
+static size_t scalar_bytes(const char *t, size_t len) {
+	if (len < 3 || t[0] != '.' || strchr("bsuf", t[1]) == NULL) {
+		return 0;
+	}
+	if (len == 3 && t[2] == '8') {
+		return 1;
+	}
+	if (len == 4 && t[2] == '1' && t[3] == '6') {
+		return 2;
+	}
+	if (len == 4 && t[2] == '3' && t[3] == '2') {
+		return 4;
+	}
+	if (len == 4 && t[2] == '6' && t[3] == '4') {
+		return 8;
+	}
+	return 0;
+}
+
+// parse_params reads the parameter list of an .entry, p pointing just past
+// its name, into f: each ".param [.align A] .TYPE [.ptr ...] NAME[[N]]" is
+// placed at the next multiple of its alignment (A, or the type's size), as
+// the driver lays parameters out. It leaves params_known 0 when the text is
+// not understood.
+static void parse_params(const char *p, struct function *f) {
+	f->params_known = 0;
+	f->n_params = 0;
+	f->param_bytes = 0;
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
+		p++;
+	}
+	if (*p != '(') {
+		return;
+	}
+	const char *end = strchr(p, ')');
+	if (end == NULL) {
+		return;
+	}
+	p++;
+	size_t offset = 0;
+	while (p < end) {
+		// One declaration: up to the next ',' or the closing ')'.
+		const char *decl_end = memchr(p, ',', (size_t)(end - p));
+		if (decl_end == NULL) {
+			decl_end = end;
+		}
+		size_t align = 0, elem = 0, count = 1;
+		int saw_param = 0, saw_name = 0;
+		const char *q = p;
+		while (q < decl_end) {
+			while (q < decl_end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')) {
+				q++;
+			}
+			const char *tok = q;
+			while (q < decl_end && *q != ' ' && *q != '\t' && *q != '\r' && *q != '\n') {
+				q++;
+			}
+			size_t len = (size_t)(q - tok);
+			if (len == 0) {
+				continue;
+			}
+			if (len == 6 && strncmp(tok, ".param", 6) == 0) {
+				saw_param = 1;
+			} else if (len == 6 && strncmp(tok, ".align", 6) == 0) {
+				// The alignment's value is the next token. Before the type
+				// it aligns the parameter; after .ptr, the pointee (ignored).
+				while (q < decl_end && (*q == ' ' || *q == '\t')) {
+					q++;
+				}
+				long a = strtol(q, NULL, 10);
+				while (q < decl_end && *q >= '0' && *q <= '9') {
+					q++;
+				}
+				if (elem == 0) {
+					align = a > 0 ? (size_t)a : 0;
+				}
+			} else if (tok[0] == '.' && elem == 0) {
+				elem = scalar_bytes(tok, len);
+				if (elem == 0) {
+					return; // an unknown type
+				}
+			} else if (tok[0] == '.') {
+				// .ptr, a state space: qualifiers of a pointer parameter.
+			} else {
+				saw_name = 1;
+				const char *br = memchr(tok, '[', len);
+				if (br != NULL) {
+					long n = strtol(br + 1, NULL, 10);
+					if (n <= 0) {
+						return;
+					}
+					count = (size_t)n;
+				}
+			}
+		}
+		if (!saw_param || !saw_name || elem == 0 || f->n_params == MAX_PARAMS) {
+			return;
+		}
+		if (align == 0) {
+			align = elem;
+		}
+		offset = (offset + align - 1) / align * align;
+		f->param_offset[f->n_params] = offset;
+		f->param_size[f->n_params] = elem * count;
+		f->n_params++;
+		offset += elem * count;
+		p = decl_end + 1;
+	}
+	f->param_bytes = offset;
+	f->params_known = 1;
+}
+
 ENTRY(cuModuleLoadDataEx, (void **pmodule, const void *image, unsigned int n_options, int *options, void **values),
       (pmodule, image, n_options, options, values)) {
 	CUresult r = need_ctx();
@@ -1304,6 +1449,7 @@ ENTRY(cuModuleLoadDataEx, (void **pmodule, const void *image, unsigned int n_opt
 		f->module = m;
 		memcpy(f->name, q, len);
 		f->name[len] = 0;
+		parse_params(q + len, f);
 	}
 	snprintf(msg, sizeof msg, "fakecuda: loaded %d kernel(s) from PTX %d.%d (%s)", m->n_functions, version / 10,
 	         version % 10, target[0] ? target : "no .target");
@@ -1395,6 +1541,30 @@ ENTRY(cuFuncSetAttribute, (void *func, int attr, int value), (func, attr, value)
 	return OK;
 }
 
+#ifndef FAKECUDA_NO_PARAM_INFO
+ENTRY(cuFuncGetParamInfo, (void *func, size_t index, size_t *offset, size_t *size), (func, index, offset, size)) {
+	CUresult r = need_ctx();
+	if (r == OK) {
+		r = function_ok(func);
+	}
+	if (r != OK) {
+		return r;
+	}
+	struct function *f = func;
+	if (!f->params_known) {
+		return E_NOT_SUPPORTED;
+	}
+	if (offset == NULL || index >= (size_t)f->n_params) {
+		return E_INVALID_VALUE;
+	}
+	*offset = f->param_offset[index];
+	if (size != NULL) {
+		*size = f->param_size[index];
+	}
+	return OK;
+}
+#endif
+
 ENTRY(cuOccupancyMaxActiveBlocksPerMultiprocessor, (int *blocks, void *func, int block_size, size_t dynamic_shared),
       (blocks, func, block_size, dynamic_shared)) {
 	CUresult r = need_ctx();
@@ -1466,6 +1636,18 @@ ENTRY(cuLaunchKernel,
 			return E_INVALID_VALUE;
 		}
 		size = *size_ptr;
+	}
+	// The driver takes the parameter buffer's size to be exactly the end of
+	// the kernel's last parameter: a size that includes a struct's tail
+	// padding is refused with CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES (as LLVM's
+	// offload runtime found), and a kernel's parameters cannot be left out.
+	if (f->params_known && params == NULL) {
+		if (size > f->param_bytes) {
+			return E_LAUNCH_OUT_OF_RESOURCES;
+		}
+		if (size < f->param_bytes) {
+			return E_INVALID_VALUE;
+		}
 	}
 	struct stream *s = stream;
 	if (capturing(s)) {
