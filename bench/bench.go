@@ -7,7 +7,10 @@
 // iterations each ended by Sync, timed on the host clock. Since the ops are
 // queued asynchronously and each batch lasts tens of milliseconds, the
 // per-iteration time of a batch is the device time plus at most the last
-// launch's latency. The reported time is the median over batches.
+// launch's latency. The reported time is the median over batches. A case
+// whose first iteration already takes longer than Options.MinTime (a large
+// matrix product on the CPU) is timed on one more iteration instead, and
+// reports Iterations 1.
 //
 // Speed is compared with peers (PyTorch on the same shapes,
 // scripts/peers/ops_torch.py) and with the bandwidth probes measured in the
@@ -211,45 +214,61 @@ func runCase(ctx context.Context, dev backend.Backend, c Case, opts Options) (re
 		next = (next + 1) % len(runners)
 		return err
 	}
-	// Warm-up: module loads, JIT, first-touch allocation.
-	for i := 0; i < 2*len(runners); i++ {
-		if err := runOnce(); err != nil {
+	// timed runs n iterations and waits for them, returning the time per iteration.
+	timed := func(n int) (float64, error) {
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			if err := runOnce(); err != nil {
+				return 0, err
+			}
+		}
+		if err := dev.Sync(ctx); err != nil {
+			return 0, err
+		}
+		return time.Since(start).Seconds() / float64(n), nil
+	}
+	// Warm-up: module loads, JIT, first-touch allocation. The first
+	// iteration also tells how slow the case is: one that takes more than
+	// MinTime (a 512-row product on the CPU) is timed on a single further
+	// iteration instead of batches, so that a run over all cases ends.
+	first, err := timed(1)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	if time.Duration(first*float64(time.Second)) > opts.MinTime {
+		one, err := timed(1)
+		if err != nil {
 			res.Error = err.Error()
 			return res
 		}
+		res.Iterations, res.Seconds = 1, one
+		res.GBps = float64(c.Bytes) / one / 1e9
+		res.TFLOPs = float64(c.FLOPs) / one / 1e12
+		return res
 	}
-	if err := dev.Sync(ctx); err != nil {
+	if _, err := timed(2*len(runners) - 1); err != nil {
 		res.Error = err.Error()
 		return res
 	}
 	// One timed iteration estimates how many fit in a batch.
-	start := time.Now()
-	if err := runOnce(); err != nil {
+	oneSeconds, err := timed(1)
+	if err != nil {
 		res.Error = err.Error()
 		return res
 	}
-	if err := dev.Sync(ctx); err != nil {
-		res.Error = err.Error()
-		return res
-	}
-	one := time.Since(start)
+	one := time.Duration(oneSeconds * float64(time.Second))
 	const batches = 5
 	perBatch := int(math.Ceil(float64(opts.MinTime/batches) / float64(max(one, time.Microsecond))))
 	perBatch = max(1, min(perBatch, 100000))
 	times := make([]float64, 0, batches)
 	for b := 0; b < batches; b++ {
-		start := time.Now()
-		for i := 0; i < perBatch; i++ {
-			if err := runOnce(); err != nil {
-				res.Error = err.Error()
-				return res
-			}
-		}
-		if err := dev.Sync(ctx); err != nil {
+		t, err := timed(perBatch)
+		if err != nil {
 			res.Error = err.Error()
 			return res
 		}
-		times = append(times, time.Since(start).Seconds()/float64(perBatch))
+		times = append(times, t)
 		res.Iterations += perBatch
 	}
 	sort.Float64s(times)

@@ -106,14 +106,14 @@ func TestRegisteredCasesRunOnTheCPU(t *testing.T) {
 
 func TestCaseNamesAreUniqueAndWellFormed(t *testing.T) {
 	seen := map[string]bool{}
-	re := regexp.MustCompile(`^[a-z]+/[a-z0-9-]+/[A-Za-z0-9_-]+(/[0-9x]+)?$`)
+	re := regexp.MustCompile(`^([a-z]+/[a-z0-9-]+/[A-Za-z0-9_-]+(/[0-9x]+)?|matmul/[A-Z0-9_]+/m[0-9]+n[0-9]+k[0-9]+)$`)
 	for _, c := range Cases(nil) {
 		if seen[c.Name] {
 			t.Errorf("duplicate case %s", c.Name)
 		}
 		seen[c.Name] = true
 		if !re.MatchString(c.Name) {
-			t.Errorf("case name %q is not group/what/dtype/shape", c.Name)
+			t.Errorf("case name %q is not group/what/dtype/shape (or matmul/<wtype>/m<M>n<N>k<K>)", c.Name)
 		}
 		if c.Bytes <= 0 {
 			t.Errorf("%s: no byte count", c.Name)
@@ -127,4 +127,20 @@ func names(cs []Case) []string {
 		out = append(out, c.Name)
 	}
 	return out
+}
+
+func TestSlowCaseIsTimedOnOneIteration(t *testing.T) {
+	dev := cpu.New(cpu.Options{})
+	defer dev.Close()
+	runs := 0
+	slow := Case{Name: "test/slow", Bytes: 1, Prepare: func(env *Env) (*Runner, error) {
+		return &Runner{Run: func() error { runs++; time.Sleep(30 * time.Millisecond); return nil }}, nil
+	}}
+	res, err := Run(context.Background(), dev, []Case{slow}, Options{MinTime: 10 * time.Millisecond, MaxSets: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := res[0]; r.Error != "" || r.Iterations != 1 || r.Seconds < 0.03 || runs != 2 {
+		t.Errorf("slow case: %+v after %d runs; want one warm-up and one timed iteration", r, runs)
+	}
 }

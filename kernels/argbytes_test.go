@@ -92,6 +92,7 @@ func TestLaunchArgsMatchPTXParams(t *testing.T) {
 	}
 
 	s, d := newTestSet(t, ComputeCapability{8, 0}, Options{})
+	d.smCount = 108
 	f32 := operand(tensor.F32, 0x1000, []int{4, 100}, nil)
 	f16 := operand(tensor.F16, 0x9000, []int{4, 100}, nil)
 	strided := operand(tensor.F32, 0x1000, []int{4, 100}, []int{1, 4})
@@ -125,6 +126,22 @@ func TestLaunchArgsMatchPTXParams(t *testing.T) {
 			table := operand(tensor.Q4_K, 0x10000, []int{10, 256}, nil)
 			return s.Embedding(nil, operand(tensor.F32, 0x1000, []int{4, 256}, nil), table, i32, 0x20000)
 		}},
+		{"matmul simple (k = 0 takes it)", func() error {
+			return s.MatMul(nil, MatMulArgs{M: 3, N: 5, K: 0, XType: tensor.F32,
+				WType: tensor.Q8_0, Y: 0x300000, YRowStride: 5, Bias: 0x500000})
+		}},
+		{"matmul simt", func() error {
+			return s.MatMul(nil, MatMulArgs{M: 3, N: 5000, K: 256, X: 0x100000, XRowStride: 256, XType: tensor.F32,
+				W: 0x200000, WRowStride: 256, WType: tensor.Q4_K, Y: 0x400000, YRowStride: 5000})
+		}},
+		{"matmul decode, split-k (then matmul_reduce_f16)", func() error {
+			return s.MatMul(nil, MatMulArgs{M: 1, N: 64, K: 4096, X: 0x100000, XRowStride: 4096, XType: tensor.F16,
+				W: 0x200000, WRowStride: 4096, WType: tensor.Q4_0, Y: 0x400000, YRowStride: 64})
+		}},
+		{"matmul mma", func() error {
+			return s.MatMul(nil, MatMulArgs{M: 512, N: 4096, K: 256, X: 0x100000, XRowStride: 256, XType: tensor.BF16,
+				W: 0x200000, WUp: 0x300000, WRowStride: 256, WType: tensor.Q6_K, Y: 0x400000, YRowStride: 4096})
+		}},
 		{"read probe", func() error { return s.ReadProbe(nil, 0x1000, 1<<20, 0x200000, 8) }},
 		{"copy probe", func() error { return s.CopyProbe(nil, 0x200000, 0x1000, 1<<20) }},
 	}
@@ -132,14 +149,26 @@ func TestLaunchArgsMatchPTXParams(t *testing.T) {
 		if err := l.run(); err != nil {
 			t.Fatalf("%s: %v", l.what, err)
 		}
-		got := d.lastLaunch(t)
+	}
+	// Every launch, including the second of a split-k matmul (the reduction).
+	for _, got := range d.launches {
 		ps, ok := params[got.kernel]
 		if !ok {
-			t.Errorf("%s: kernel %s has no parameter list in the PTX", l.what, got.kernel)
+			t.Errorf("kernel %s has no parameter list in the PTX", got.kernel)
 			continue
 		}
 		if want := paramSpaceBytes(ps); len(got.args) != want {
-			t.Errorf("%s: %s packed %d argument bytes, its PTX parameters take %d (%+v)", l.what, got.kernel, len(got.args), want, ps)
+			t.Errorf("%s packed %d argument bytes, its PTX parameters take %d (%+v)", got.kernel, len(got.args), want, ps)
+		}
+	}
+	// Each kind of matmul kernel was among them.
+	for _, prefix := range []string{"matmul_q8_0_f32", "matmul_q4_k_f32_simt_m4", "matmul_q4_0_f16_decode", "matmul_reduce_f16", "matmul_q6_k_bf16_mma"} {
+		found := false
+		for _, l := range d.launches {
+			found = found || l.kernel == prefix
+		}
+		if !found {
+			t.Errorf("no launch of %s", prefix)
 		}
 	}
 	// The kinds of launch above reach every signature the PTX has: each

@@ -23,6 +23,40 @@ type fakeDriver struct {
 	countOnly bool
 	count     int
 	launchErr error
+	// Device memory for the matmul split-k workspace: MemAlloc hands out
+	// addresses from nextPtr (or fails with allocErr) and records sizes;
+	// MemFree records what was freed.
+	nextPtr  cuda.DevicePtr
+	allocs   []int64
+	freed    []cuda.DevicePtr
+	allocErr error
+	// smCount is what MultiprocessorCount reports; 0 makes it fail.
+	smCount int
+}
+
+func (d *fakeDriver) MemAlloc(sizeBytes int64) (cuda.DevicePtr, error) {
+	if d.allocErr != nil {
+		return 0, d.allocErr
+	}
+	if d.nextPtr == 0 {
+		d.nextPtr = 0x7000_0000_0000
+	}
+	p := d.nextPtr
+	d.nextPtr += cuda.DevicePtr((sizeBytes + 255) &^ 255)
+	d.allocs = append(d.allocs, sizeBytes)
+	return p, nil
+}
+
+func (d *fakeDriver) MemFree(p cuda.DevicePtr) error {
+	d.freed = append(d.freed, p)
+	return nil
+}
+
+func (d *fakeDriver) MultiprocessorCount() (int, error) {
+	if d.smCount == 0 {
+		return 0, fmt.Errorf("fake: no multiprocessor count")
+	}
+	return d.smCount, nil
 }
 
 type fakeLaunch struct {

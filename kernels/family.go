@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/kiln-gpu/kiln/runtime/tensor"
 )
@@ -20,12 +21,29 @@ const (
 	FamilyEmbedding Family = "embedding"
 	FamilyArgmax    Family = "argmax"
 	FamilyProbe     Family = "probe"
+	// FamilyMatMul: the simple matmul kernels and the split-k reduction.
+	FamilyMatMul Family = "matmul"
+	// FamilyMatMulSIMT, FamilyMatMulDecode, FamilyMatMulMMA: the fast matmul
+	// kernels, one family each so that a process loads (and the driver
+	// JIT-compiles) only the ones its shapes use.
+	FamilyMatMulSIMT   Family = "matmul_simt"
+	FamilyMatMulDecode Family = "matmul_decode"
+	FamilyMatMulMMA    Family = "matmul_mma"
 )
 
 // Families lists every kernel family.
 func Families() []Family {
 	return []Family{FamilyCopy, FamilyBinary, FamilyUnary, FamilySoftmax, FamilyNorm,
-		FamilyRoPE, FamilyEmbedding, FamilyArgmax, FamilyProbe}
+		FamilyRoPE, FamilyEmbedding, FamilyArgmax, FamilyProbe,
+		FamilyMatMul, FamilyMatMulSIMT, FamilyMatMulDecode, FamilyMatMulMMA}
+}
+
+// simpleKernelsOf maps a family of fast variants only to the family that
+// holds the same op's simple kernels.
+var simpleKernelsOf = map[Family]Family{
+	FamilyMatMulSIMT:   FamilyMatMul,
+	FamilyMatMulDecode: FamilyMatMul,
+	FamilyMatMulMMA:    FamilyMatMul,
 }
 
 // Kind is a kind of kernel within a family: the simple kernel every op has,
@@ -42,6 +60,17 @@ const (
 	KindWarp Kind = "warp"
 	// KindProbe: the benchmark harness's probes, not ops.
 	KindProbe Kind = "probe"
+	// KindSplitK: the reduction that finishes a split-k fast kernel's
+	// partial sums (matmul_reduce_<dt>).
+	KindSplitK Kind = "splitk"
+	// KindSIMT: F32 activations on CUDA cores, MR rows of X per block
+	// (matmul_<w>_f32_simt_m<MR>, MR 1, 2, 4, 8).
+	KindSIMT Kind = "simt"
+	// KindDecode: few rows of X (m ≤ 16) on tensor cores
+	// (matmul_<w>_<x>_decode).
+	KindDecode Kind = "decode"
+	// KindMMA: a tensor-core GEMM for many rows of X (matmul_<w>_<x>_mma).
+	KindMMA Kind = "mma"
 )
 
 // kernelID indexes kernelTable; the launchers keep IDs, not names, so that a
@@ -105,6 +134,12 @@ func dtypeName(d tensor.DType) string {
 // floatTypes are the dtypes of activations and op outputs.
 var floatTypes = []tensor.DType{tensor.F32, tensor.F16, tensor.BF16}
 
+// matmulWeightTypes are the weight dtypes the matmul kernels decode.
+var matmulWeightTypes = []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0, tensor.Q4_K, tensor.Q6_K}
+
+// tensorCoreTypes are the activation dtypes the tensor-core kernels take.
+var tensorCoreTypes = []tensor.DType{tensor.F16, tensor.BF16}
+
 // embeddingTableTypes are the table dtypes the embedding kernels decode.
 var embeddingTableTypes = []tensor.DType{tensor.F32, tensor.F16, tensor.BF16, tensor.Q8_0, tensor.Q4_0, tensor.Q4_K, tensor.Q6_K}
 
@@ -136,6 +171,13 @@ type (
 		kind  Kind
 	}
 	embeddingKey struct{ table, dst tensor.DType }
+	// matmulKey names a matmul kernel: its kind, weight and activation
+	// dtypes, and for KindSIMT the X rows per block (mr; 0 otherwise).
+	matmulKey struct {
+		kind Kind
+		w, x tensor.DType
+		mr   int
+	}
 )
 
 var (
@@ -148,6 +190,8 @@ var (
 	ropeKernels      = map[tensor.DType]kernelID{}
 	embeddingKernels = map[embeddingKey]kernelID{}
 	argmaxKernels    = map[tensor.DType]kernelID{}
+	matmulKernels    = map[matmulKey]kernelID{}
+	matmulReduce     = map[tensor.DType]kernelID{}
 	readProbeKernel  kernelID
 	copyProbeKernel  kernelID
 )
@@ -197,6 +241,32 @@ func init() {
 		for _, dst := range floatTypes {
 			embeddingKernels[embeddingKey{table, dst}] = register(FamilyEmbedding,
 				"embedding_"+dtypeName(table)+"_to_"+dtypeName(dst), KindSimple)
+		}
+	}
+	// matmul_<w>_<x>, matmul_reduce_<x>, matmul_<w>_f32_simt_m<MR>,
+	// matmul_<w>_<x>_decode, matmul_<w>_<x>_mma.
+	for _, w := range matmulWeightTypes {
+		for _, x := range floatTypes {
+			matmulKernels[matmulKey{KindSimple, w, x, 0}] = register(FamilyMatMul, "matmul_"+dtypeName(w)+"_"+dtypeName(x), KindSimple)
+		}
+	}
+	for _, x := range floatTypes {
+		matmulReduce[x] = register(FamilyMatMul, "matmul_reduce_"+dtypeName(x), KindSplitK)
+	}
+	for _, w := range matmulWeightTypes {
+		for _, mr := range simtRowsPerBlock {
+			matmulKernels[matmulKey{KindSIMT, w, tensor.F32, mr}] = register(FamilyMatMulSIMT,
+				"matmul_"+dtypeName(w)+"_f32_simt_m"+strconv.Itoa(mr), KindSIMT)
+		}
+	}
+	for _, w := range matmulWeightTypes {
+		for _, x := range tensorCoreTypes {
+			matmulKernels[matmulKey{KindDecode, w, x, 0}] = register(FamilyMatMulDecode, "matmul_"+dtypeName(w)+"_"+dtypeName(x)+"_decode", KindDecode)
+		}
+	}
+	for _, w := range matmulWeightTypes {
+		for _, x := range tensorCoreTypes {
+			matmulKernels[matmulKey{KindMMA, w, x, 0}] = register(FamilyMatMulMMA, "matmul_"+dtypeName(w)+"_"+dtypeName(x)+"_mma", KindMMA)
 		}
 	}
 	readProbeKernel = register(FamilyProbe, "read_probe_b128", KindProbe)

@@ -102,6 +102,42 @@ typedef struct KilnEmbeddingParams {
 } KilnEmbeddingParams;
 
 /*
+ * Matrix products (every matmul kernel): Y[m, n] = X[m, k] · W[n, k]ᵀ (+ bias),
+ * or, for SwiGLU, Y = silu(X·Wᵀ) ⊙ (X·W_upᵀ). X and Y are one float dtype
+ * (the kernel's), rows contiguous; W and W_up are one weight dtype stored as
+ * in a GGUF file (rows over k, blocks along k, w_row_stride_bytes apart).
+ *
+ * The fast kernels work on "virtual rows" v of the weight, n_virtual of
+ * them: v = n for a plain product; for SwiGLU, each group of 16 virtual rows
+ * holds 8 gate rows then the 8 up rows of the same outputs
+ * (n = 8·(v/16) + v%8, W_up when v%16 >= 8), so that one thread ends up with
+ * both sums of an output. With split_k > 1 each of the split_k slices of k
+ * (k_per_split elements each) writes F32 sums to
+ * partials[(slice·m + row)·n_virtual + v], and the reduce kernel adds the
+ * slices in order and finishes the outputs.
+ */
+typedef struct KilnMatMulParams {
+	uint64_t x;        /* X [m, k] */
+	uint64_t w;        /* W [n, k], or the gate weight */
+	uint64_t w_up;     /* SwiGLU's up weight, 0 for a plain product */
+	uint64_t y;        /* Y [m, n] */
+	uint64_t bias;     /* F32 [n], 0 when absent (plain products only) */
+	uint64_t partials; /* F32 [split_k, m, n_virtual] when split_k > 1 */
+	int64_t m;
+	int64_t n;
+	int64_t k;
+	int64_t x_row_stride;       /* elements between rows of X */
+	int64_t y_row_stride;       /* elements between rows of Y */
+	int64_t w_row_stride_bytes; /* bytes between rows of W (and W_up) */
+	int64_t n_virtual;          /* n, or 16·ceil(n/8) for SwiGLU */
+	int64_t k_per_split;        /* elements of k per slice (a multiple of the kernel's k step) */
+	int32_t split_k;            /* slices of k, >= 1 */
+	int32_t swiglu;             /* 1: SwiGLU, 0: plain */
+	int32_t w_vec16;            /* 1: w, w_up and w_row_stride_bytes are multiples of 16 */
+	int32_t x_vec16;            /* 1: x and x_row_stride·sizeof(X) are multiples of 16 */
+} KilnMatMulParams;
+
+/*
  * The device error word: 8 uint32 words (32 bytes) in device memory, zeroed by
  * the host. A kernel that finds bad data (a token id out of range) claims the
  * word with atomicCAS on `code` (0 -> its code), and only the winner fills in

@@ -22,6 +22,7 @@ func TestParamLayout(t *testing.T) {
 		{"KilnRowsParams", rowsParams{}},
 		{"KilnRoPEParams", ropeParams{}},
 		{"KilnEmbeddingParams", embeddingParams{}},
+		{"KilnMatMulParams", matmulParams{}},
 		{"KilnErrorWord", errorWordLayout{}},
 	}
 	covered := map[string]bool{}

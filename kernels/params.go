@@ -71,6 +71,28 @@ type embeddingParams struct {
 	TableRowStrideBytes int64    `c:"table_row_stride_bytes"`
 }
 
+// matmulParams mirrors KilnMatMulParams.
+type matmulParams struct {
+	X               uint64 `c:"x"`
+	W               uint64 `c:"w"`
+	WUp             uint64 `c:"w_up"`
+	Y               uint64 `c:"y"`
+	Bias            uint64 `c:"bias"`
+	Partials        uint64 `c:"partials"`
+	M               int64  `c:"m"`
+	N               int64  `c:"n"`
+	K               int64  `c:"k"`
+	XRowStride      int64  `c:"x_row_stride"`
+	YRowStride      int64  `c:"y_row_stride"`
+	WRowStrideBytes int64  `c:"w_row_stride_bytes"`
+	NVirtual        int64  `c:"n_virtual"`
+	KPerSplit       int64  `c:"k_per_split"`
+	SplitK          int32  `c:"split_k"`
+	SwiGLU          int32  `c:"swiglu"`
+	WVec16          int32  `c:"w_vec16"`
+	XVec16          int32  `c:"x_vec16"`
+}
+
 // errorWordLayout mirrors KilnErrorWord; DecodeDeviceError reads these fields
 // from the 32 bytes the device wrote.
 type errorWordLayout struct {

@@ -194,15 +194,19 @@ func TestPTXHasNoPaths(t *testing.T) {
 // would fail to launch.
 func TestBlockSizesWithinLaunchBounds(t *testing.T) {
 	largest := map[Family]map[Kind]int{
-		FamilyCopy:      {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
-		FamilyBinary:    {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
-		FamilyUnary:     {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
-		FamilySoftmax:   {KindSimple: maxRowThreads, KindWarp: warpRowThreads},
-		FamilyNorm:      {KindSimple: maxRowThreads, KindWarp: warpRowThreads},
-		FamilyArgmax:    {KindSimple: maxRowThreads},
-		FamilyRoPE:      {KindSimple: ropeThreads},
-		FamilyEmbedding: {KindSimple: embeddingThreads},
-		FamilyProbe:     {KindProbe: probeThreads},
+		FamilyCopy:         {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
+		FamilyBinary:       {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
+		FamilyUnary:        {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
+		FamilySoftmax:      {KindSimple: maxRowThreads, KindWarp: warpRowThreads},
+		FamilyNorm:         {KindSimple: maxRowThreads, KindWarp: warpRowThreads},
+		FamilyArgmax:       {KindSimple: maxRowThreads},
+		FamilyRoPE:         {KindSimple: ropeThreads},
+		FamilyEmbedding:    {KindSimple: embeddingThreads},
+		FamilyProbe:        {KindProbe: probeThreads},
+		FamilyMatMul:       {KindSimple: matmulSimpleThreads, KindSplitK: matmulSimpleThreads},
+		FamilyMatMulSIMT:   {KindSIMT: simtThreads},
+		FamilyMatMulDecode: {KindDecode: decodeThreads},
+		FamilyMatMulMMA:    {KindMMA: mmaThreads},
 	}
 	// The heuristics never exceed those maxima.
 	if c := rowsConfig(KindSimple, 1, 1<<40); int(c.block.X) > maxRowThreads {

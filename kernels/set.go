@@ -48,6 +48,9 @@ type Set struct {
 	rows rowsParams
 	rope ropeParams
 	emb  embeddingParams
+	// mm is the matmul launcher's state: its parameter struct, the SM count
+	// and the split-k workspaces (matmul_workspace.go).
+	mm matmulState
 }
 
 // Open prepares the kernels for ctx's device. It loads no module yet (see
@@ -139,6 +142,9 @@ func (s *Set) Close() error {
 				errs = append(errs, fmt.Errorf("kernels: unloading kernel family %q: %w", f, err))
 			}
 		}
+	}
+	if err := s.closeMatMul(); err != nil {
+		errs = append(errs, err)
 	}
 	clear(s.loaded)
 	clear(s.funcs)

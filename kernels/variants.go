@@ -76,6 +76,11 @@ var variantStatuses = []VariantStatus{
 	{FamilyEmbedding, KindSimple, "embedding_<table>_to_<dst>", "always", StatusCompiled},
 	{FamilyArgmax, KindSimple, "argmax_<dt>", "always", StatusCompiled},
 	{FamilyProbe, KindProbe, "read_probe_b128, copy_probe_b128", "benchmark harness only", StatusCompiled},
+	{FamilyMatMul, KindSimple, "matmul_<w>_<x>", "always available; one thread per output element", StatusCompiled},
+	{FamilyMatMul, KindSplitK, "matmul_reduce_<x>", "after a fast matmul kernel that split k (too few output tiles for the SMs)", StatusCompiled},
+	{FamilyMatMulSIMT, KindSIMT, "matmul_<w>_f32_simt_m<MR>, MR 1, 2, 4, 8", "F32 activations: the smallest MR ≥ m, MR 8 tiled over m above 8", StatusCompiled},
+	{FamilyMatMulDecode, KindDecode, "matmul_<w>_<x>_decode, x f16, bf16", "F16/BF16 activations, m ≤ 16 (tensor cores)", StatusCompiled},
+	{FamilyMatMulMMA, KindMMA, "matmul_<w>_<x>_mma, x f16, bf16", "F16/BF16 activations, m > 16 (tensor-core GEMM)", StatusCompiled},
 }
 
 // VariantStatuses returns the variant table: every variant of every family,

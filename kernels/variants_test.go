@@ -53,8 +53,15 @@ func TestVariantTableCoversKernels(t *testing.T) {
 			t.Errorf("status row %s/%s has no kernels", key.family, key.kind)
 		}
 	}
-	// Every family has its simple (or probe) kernels.
+	// Every family has its simple (or probe) kernels, or is a family of fast
+	// variants whose op's simple kernels are in another family.
 	for _, f := range Families() {
+		if simple, ok := simpleKernelsOf[f]; ok {
+			if !used[familyVariant{simple, KindSimple}] {
+				t.Errorf("family %s names %s as its simple kernels' family, which has none", f, simple)
+			}
+			continue
+		}
 		if !used[familyVariant{f, KindSimple}] && !used[familyVariant{f, KindProbe}] {
 			t.Errorf("family %s has no simple kernel", f)
 		}
@@ -79,14 +86,16 @@ func TestKernelsList(t *testing.T) {
 		seen[k.Name] = true
 	}
 	for _, name := range []string{"copy_bf16_to_f16", "copy_i32_to_i32_vec", "add_bf16_vec", "gelu_tanh_f32", "softmax_f16_warp",
-		"layernorm_bf16", "rope_f32", "embedding_q6_k_to_bf16", "embedding_q4_0_to_f32", "argmax_f16", "read_probe_b128"} {
+		"layernorm_bf16", "rope_f32", "embedding_q6_k_to_bf16", "embedding_q4_0_to_f32", "argmax_f16", "read_probe_b128",
+		"matmul_q4_k_f16", "matmul_reduce_bf16", "matmul_q6_k_f32_simt_m8", "matmul_q8_0_bf16_decode", "matmul_f16_f16_mma"} {
 		if !seen[name] {
 			t.Errorf("kernel %s is missing", name)
 		}
 	}
 	// 10 copy pairs × 2, 2 ops × 3 × 2, 3 ops × 3 × 2, softmax 3 × 2, norms 2 × 3 × 2, rope 3,
-	// embedding 7 × 3, argmax 3, probes 2.
-	if want := 20 + 12 + 18 + 6 + 12 + 3 + 21 + 3 + 2; len(ks) != want {
+	// embedding 7 × 3, argmax 3, probes 2; matmul: simple 7 × 3, reduce 3,
+	// simt 7 × 4, decode 7 × 2, mma 7 × 2.
+	if want := 20 + 12 + 18 + 6 + 12 + 3 + 21 + 3 + 2 + 21 + 3 + 28 + 14 + 14; len(ks) != want {
 		t.Errorf("%d kernels, want %d", len(ks), want)
 	}
 }

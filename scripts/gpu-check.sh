@@ -73,8 +73,14 @@ done
 OUT=$1
 mkdir -p "$OUT" || { echo "gpu-check: cannot create OUTDIR $OUT" >&2; exit 2; }
 OUT=$(cd "$OUT" && pwd)
+# The bundle travels compressed (.gpu.tgz, made by gpu-bundle.sh next to
+# .gpu/): unpack it when the folder is not there.
+ARCHIVE=${KILN_GPU_ARCHIVE:-.gpu.tgz}
+if [ ! -f "$BUNDLE/MANIFEST" ] && [ -f "$ARCHIVE" ]; then
+	mkdir -p "$BUNDLE" && tar -C "$BUNDLE" -xzf "$ARCHIVE" || { echo "gpu-check: cannot unpack $ARCHIVE into $BUNDLE/" >&2; exit 2; }
+fi
 if [ ! -f "$BUNDLE/MANIFEST" ] || [ ! -f "$BUNDLE/tests.tsv" ]; then
-	echo "gpu-check: no bundle in $BUNDLE/ (MANIFEST, tests.tsv): run 'make gpu-bundle' on the development machine and carry .gpu" >&2
+	echo "gpu-check: no bundle in $BUNDLE/ (MANIFEST, tests.tsv) nor $ARCHIVE: run 'make gpu-bundle' on the development machine and carry .gpu.tgz" >&2
 	exit 2
 fi
 BUNDLE=$(cd "$BUNDLE" && pwd)

@@ -97,6 +97,25 @@ type Backend interface {
 	// by ids (I32) into dst (float, ids' shape + [dim]), dequantizing. An id
 	// outside [0, vocab) is an error (on the GPU, reported by the next Sync).
 	Embedding(dst, table, ids tensor.Tensor) error
+	// MatMul computes Y = X·Wᵀ (+ bias): dst [..., n] from x [..., k] and w
+	// [n, k]. W is F32, F16, BF16 or a GGUF block format (Q8_0, Q4_0, Q4_K,
+	// Q6_K) stored as in the file, rows over k, blocks along k; X and dst are
+	// one float dtype with contiguous, evenly spaced rows; products accumulate
+	// in F32 and the result is rounded once to dst's dtype. k must be a whole
+	// number of W's blocks (32 or 256). dst must not overlap x. With k = 0 the
+	// result is the bias (or zeros).
+	//
+	// Precision on the GPU: F32 activations are multiplied in F32 (CUDA
+	// cores); F16 and BF16 activations may use tensor cores, with W's
+	// dequantized values rounded to the activations' dtype first.
+	MatMul(dst, x, w tensor.Tensor, opts op.MatMulOptions) error
+	// MatMulSwiGLU computes Y = silu(X·Wgᵀ) ⊙ (X·Wuᵀ) in one call (the gate
+	// and up projections of a LLaMA feed-forward block), where wGate and wUp
+	// share one dtype and shape [n, k]. It equals, up to rounding of the
+	// intermediates (kept in F32 here):
+	//
+	//	MatMul(g, x, wGate, {}); MatMul(u, x, wUp, {}); SiLU(g, g); Mul(dst, g, u)
+	MatMulSwiGLU(dst, x, wGate, wUp tensor.Tensor) error
 	// Argmax writes the index of the largest element of each innermost row of
 	// x into dst (I32). Ties go to the smallest index; NaNs are never chosen
 	// (a row of NaNs gives 0).

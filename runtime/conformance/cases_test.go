@@ -52,6 +52,7 @@ func allCases() []caseSpec {
 	var cs []caseSpec
 	for _, gen := range []func() []caseSpec{
 		copyCases, binaryCases, unaryCases, softmaxCases, normCases, ropeCases, embeddingCases, argmaxCases,
+		matmulCases,
 	} {
 		cs = append(cs, gen()...)
 	}

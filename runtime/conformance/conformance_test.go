@@ -24,6 +24,10 @@ type opCase struct {
 	run     func(b backend.Backend, dst tensor.Tensor, in []tensor.Tensor) error
 	// want is the reference, row-major over the output's shape.
 	want []float64
+	// tolerance, when not nil, replaces For(op, dtype) for ops whose
+	// allowance depends on the data (matrix products): the CPU's against
+	// the reference (vsCPU false), another backend's against the CPU's.
+	tolerance func(vsCPU bool) Tolerance
 }
 
 // output is the host tensor the op writes.
@@ -57,6 +61,9 @@ func TestOps(t *testing.T) {
 					continue
 				}
 				want, against := c.want, "the float64 reference"
+				if c.tolerance != nil {
+					tol = c.tolerance(i > 0)
+				}
 				if i > 0 {
 					if cpuGot == nil {
 						continue // the CPU failed: nothing to compare with

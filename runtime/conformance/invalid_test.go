@@ -210,6 +210,92 @@ func invalidCases() []invalidCase {
 			return e.b.Argmax(view(t, e.i32, 0, []int{8}, []int{1}), tr(t, e.f32))
 		}},
 		{"argmax/freed x", closed, func(t *testing.T, e *invalidEnv) error { return e.b.Argmax(e.ids, e.freed) }},
+		// matmul, matmul-swiglu: x [4, 8] (e.f32b), w [4, 8] (rows of e.table), dst [4, 4] (rows of e.f32)
+		{"matmul/w I32", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), e.f32b, e.i32, op.MatMulOptions{})
+		}},
+		{"matmul/w rank 3", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), e.f32b, e.x3, op.MatMulOptions{})
+		}},
+		{"matmul/w rank 1", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(view(t, e.f32, 0, []int{4, 1}, []int{8, 1}), e.f32b, view(t, e.table, 0, []int{8}, []int{1}), op.MatMulOptions{})
+		}},
+		{"matmul/k mismatch", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), e.f32b, view(t, e.table, 0, []int{4, 7}, []int{8, 1}), op.MatMulOptions{})
+		}},
+		{"matmul/k not a multiple of the Q8_0 block", inv, func(t *testing.T, e *invalidEnv) error {
+			// x's k = 48: no Q8_0 matrix has it (its k would be a multiple of 32).
+			return e.b.MatMul(view(t, e.table, 0, []int{4}, []int{1}), view(t, e.x3, 0, []int{48}, []int{1}),
+				allocZeros(t, e.b, tensor.Q8_0, 4, 32), op.MatMulOptions{})
+		}},
+		{"matmul/w transposed", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(view(t, e.f32, 0, []int{4, 8}, []int{8, 1}), e.f32b, tr(t, view(t, e.table, 0, []int{8, 8}, []int{8, 1})), op.MatMulOptions{})
+		}},
+		{"matmul/x and dst dtypes differ", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(view(t, e.f16, 0, []int{4, 4}, []int{8, 1}), e.f32b, mmW(t, e), op.MatMulOptions{})
+		}},
+		{"matmul/x I32", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(asDType(t, mmDst(t, e), tensor.I32), e.i32, mmW(t, e), op.MatMulOptions{})
+		}},
+		{"matmul/dst shape", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(e.f32, e.f32b, mmW(t, e), op.MatMulOptions{})
+		}},
+		{"matmul/bias length", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), e.f32b, mmW(t, e), op.MatMulOptions{Bias: view(t, e.table, 72, []int{5}, []int{1})})
+		}},
+		{"matmul/bias F16", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), e.f32b, mmW(t, e), op.MatMulOptions{Bias: view(t, e.f16, 0, []int{4}, []int{1})})
+		}},
+		{"matmul/bias rank 2", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), e.f32b, mmW(t, e), op.MatMulOptions{Bias: view(t, e.table, 72, []int{1, 4}, []int{4, 1})})
+		}},
+		{"matmul/dst overlapping x", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(view(t, e.f32b, 0, []int{4, 4}, []int{8, 1}), e.f32b, mmW(t, e), op.MatMulOptions{})
+		}},
+		{"matmul/dst in place of x", inv, func(t *testing.T, e *invalidEnv) error {
+			// n = k = 8: dst could be x itself, which a product cannot overwrite.
+			return e.b.MatMul(e.f32b, e.f32b, view(t, e.table, 0, []int{8, 8}, []int{8, 1}), op.MatMulOptions{})
+		}},
+		{"matmul/dst overlapping bias", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), e.f32b, mmW(t, e), op.MatMulOptions{Bias: view(t, e.f32, 2, []int{4}, []int{1})})
+		}},
+		{"matmul/x rows uneven", inv, func(t *testing.T, e *invalidEnv) error {
+			// [2, 2, 8] over x3's 6 rows of 8: rows 0, 1, 3, 4 (gaps of 8, 16, 8 elements).
+			x := view(t, e.x3, 0, []int{2, 2, 8}, []int{24, 8, 1})
+			return e.b.MatMul(view(t, e.f32, 0, []int{2, 2, 4}, []int{8, 4, 1}), x, mmW(t, e), op.MatMulOptions{})
+		}},
+		{"matmul/x rows not contiguous", inv, func(t *testing.T, e *invalidEnv) error {
+			// x [8, 4] with stride 8 along k; w [4, 4].
+			return e.b.MatMul(view(t, e.f32, 0, []int{8, 4}, []int{4, 1}), tr(t, e.f32b), view(t, e.table, 0, []int{4, 4}, []int{8, 1}), op.MatMulOptions{})
+		}},
+		{"matmul/missing w", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), e.f32b, z, op.MatMulOptions{})
+		}},
+		{"matmul/missing x", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), z, mmW(t, e), op.MatMulOptions{})
+		}},
+		{"matmul/foreign w", foreign, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), e.f32b, e.foreign, op.MatMulOptions{})
+		}},
+		{"matmul/freed w", closed, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMul(mmDst(t, e), e.f32b, e.freed, op.MatMulOptions{})
+		}},
+		{"matmul-swiglu/weight dtypes differ", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMulSwiGLU(mmDst(t, e), e.f32b, mmW(t, e), e.f16)
+		}},
+		{"matmul-swiglu/weight shapes differ", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMulSwiGLU(mmDst(t, e), e.f32b, mmW(t, e), view(t, e.table, 0, []int{3, 8}, []int{8, 1}))
+		}},
+		{"matmul-swiglu/block formats differ", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMulSwiGLU(view(t, e.f32, 0, []int{1, 4}, []int{4, 1}), view(t, e.x3, 0, []int{1, 32}, []int{32, 1}),
+				allocZeros(t, e.b, tensor.Q8_0, 4, 32), allocZeros(t, e.b, tensor.Q4_0, 4, 32))
+		}},
+		{"matmul-swiglu/missing wUp", inv, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMulSwiGLU(mmDst(t, e), e.f32b, mmW(t, e), z)
+		}},
+		{"matmul-swiglu/foreign wGate", foreign, func(t *testing.T, e *invalidEnv) error {
+			return e.b.MatMulSwiGLU(mmDst(t, e), e.f32b, e.foreign, mmW(t, e))
+		}},
 		// memory
 		{"upload/size", inv, func(t *testing.T, e *invalidEnv) error { return e.b.Upload(e.f32, make([]byte, 127)) }},
 		{"upload/not contiguous", inv, func(t *testing.T, e *invalidEnv) error { return e.b.Upload(tr(t, e.f32), make([]byte, 128)) }},

@@ -235,3 +235,80 @@ func unflatten(flat int, shape []int) []int {
 	}
 	return idx
 }
+
+// Matrix products (op.NameMatMul, op.NameMatMulSwiGLU) get a tolerance made
+// from each case's data, by MatMulTolerance, rather than a fixed one from
+// For: the error of a sum of k products grows with Σₖ|x·w|, not with the
+// result, which cancels (a product of random data is typically √k times
+// smaller than Σ|x·w|, and some outputs are near zero). A fixed relative
+// tolerance would be either far too loose for large results or fail on
+// small ones.
+//
+// The absolute term is c·S, where S is the largest, over the output, of
+// Σₖ|x_ik·w_jk| (+ |bias_j|), or for SwiGLU of the first-order bound
+// 1.1·|u|·S_gate + |silu(g)|·S_up (silu's slope is at most 1.1); c is:
+const (
+	// matmulCoeffCPU: the CPU against the float64 reference, any
+	// activation dtype. The CPU converts x exactly to float32 and decodes w
+	// to the reference's values (or folds the block scale in after Σq·x),
+	// then sums in float32 in blocks of 4 to 256: with k ≤ 1024 in the
+	// suite, a few hundred roundings of 2⁻²⁴·S at the very worst. 2⁻¹⁶
+	// (1.5e-5) leaves room and is still ~100 times smaller than the
+	// contribution of one 32-element block of random data, so a block
+	// dropped, doubled or decoded wrong fails.
+	matmulCoeffCPU = 1.0 / (1 << 16)
+	// matmulCoeffF32: another backend against the CPU with F32
+	// activations: both sum in float32 (the GPU in another order, with
+	// fused multiply-adds and split-k partial sums), so twice the CPU's
+	// allowance.
+	matmulCoeffF32 = 1.0 / (1 << 15)
+	// matmulCoeffF16, matmulCoeffBF16: another backend against the CPU with
+	// F16 or BF16 activations. The GPU's tensor-core path rounds the
+	// dequantized w to the activations' dtype before multiplying (relative
+	// error up to 2⁻¹¹ for F16, 2⁻⁸ for BF16, per weight), which the CPU does
+	// not; so c is one ulp at 1 of that dtype (two unit roundoffs), plus
+	// the float32 term.
+	matmulCoeffF16  = ulpF16 + matmulCoeffF32
+	matmulCoeffBF16 = ulpBF16 + matmulCoeffF32
+)
+
+// MatMulTolerance is the tolerance of a matrix product (MatMul or
+// MatMulSwiGLU) whose activations and output have dtype act, where sumAbs is
+// S above (see the constants before it). vsCPU selects the tolerance of
+// another backend compared with the CPU, rather than of the CPU compared
+// with the float64 reference.
+//
+// On top of c·S: RTol is one ulp of the output dtype (a result within c·S
+// of the reference can round to the neighbour of the rounded reference; for
+// SwiGLU in F32, four ulps, for a device's expf), and MaxNMSE is the output
+// dtype's default (baseTolerances): rounding w to BF16 adds an NMSE of about
+// (2⁻⁸)²/3 ≈ 5e-6, inside BF16's 1e-4, and to F16 about 8e-8, inside its
+// 1e-6.
+func MatMulTolerance(opName string, act tensor.DType, sumAbs float64, vsCPU bool) Tolerance {
+	c := matmulCoeffCPU
+	if vsCPU {
+		switch act {
+		case tensor.F16:
+			c = matmulCoeffF16
+		case tensor.BF16:
+			c = matmulCoeffBF16
+		default:
+			c = matmulCoeffF32
+		}
+	}
+	rtol := map[tensor.DType]float64{tensor.F32: 1.0 / (1 << 23), tensor.F16: ulpF16, tensor.BF16: ulpBF16}[act]
+	if opName == op.NameMatMulSwiGLU && act == tensor.F32 {
+		rtol *= 4
+	}
+	against := "the float64 reference (c = 2⁻¹⁶: float32 sums on the CPU)"
+	if vsCPU {
+		against = fmt.Sprintf("the CPU (c = %.3g: float32 sums; F16/BF16 activations: w rounded to that dtype on tensor cores)", c)
+	}
+	return Tolerance{
+		ATol:    c * sumAbs,
+		RTol:    rtol,
+		MaxNMSE: baseTolerances[act].MaxNMSE,
+		Why: fmt.Sprintf("%s %v against %s: |error| ≤ c·max Σ|x·w| = %.3g, plus one ulp of the output for its rounding",
+			opName, act, against, c*sumAbs),
+	}
+}

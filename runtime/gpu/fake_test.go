@@ -358,6 +358,18 @@ func TestEveryOpLaunchesAKernel(t *testing.T) {
 		{"rope", func() error { return b.RoPE(y, x, pos, op.RoPEOptions{Style: op.RoPENeoX}) }},
 		{"embedding", func() error { return b.Embedding(emb, table, ids) }},
 		{"argmax", func() error { return b.Argmax(am, x) }},
+		{"matmul decode Q4_K", func() error {
+			return b.MatMul(alloc(tensor.F16, 1, 64), alloc(tensor.F16, 1, 4096), alloc(tensor.Q4_K, 64, 4096), op.MatMulOptions{})
+		}},
+		{"matmul mma Q8_0 + bias", func() error {
+			return b.MatMul(alloc(tensor.BF16, 64, 96), alloc(tensor.BF16, 64, 256), alloc(tensor.Q8_0, 96, 256), op.MatMulOptions{Bias: alloc(tensor.F32, 96)})
+		}},
+		{"matmul simt F32", func() error {
+			return b.MatMul(alloc(tensor.F32, 3, 40), alloc(tensor.F32, 3, 512), alloc(tensor.Q6_K, 40, 512), op.MatMulOptions{})
+		}},
+		{"matmul swiglu", func() error {
+			return b.MatMulSwiGLU(alloc(tensor.F16, 2, 48), alloc(tensor.F16, 2, 256), alloc(tensor.Q4_0, 48, 256), alloc(tensor.Q4_0, 48, 256))
+		}},
 		{"probe read", func() error { return b.ProbeRead(src) }},
 		{"probe copy", func() error { return b.ProbeCopy(dst, src) }},
 	}

@@ -97,3 +97,33 @@ func TestArgErrorNamesOpAndArgument(t *testing.T) {
 		t.Errorf("weight of the wrong length: %v", err)
 	}
 }
+
+func TestMatMulRefusesAliasingAndNamesTheBlock(t *testing.T) {
+	buf := fakeBuf(1 << 20)
+	x := mustView(t, buf, tensor.F32, 0, []int{4, 4}, []int{4, 1})
+	w := mustView(t, buf, tensor.F32, 64, []int{4, 4}, []int{4, 1})
+	// dst the very same view as w (m = n = k): refused, not computed in place.
+	if _, err := CheckMatMul(w, x, w, MatMulOptions{}); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "overlaps w") {
+		t.Errorf("dst == w: %v", err)
+	}
+	if _, err := CheckMatMul(x, x, w, MatMulOptions{}); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "overlaps x") {
+		t.Errorf("dst == x: %v", err)
+	}
+	dst := mustView(t, buf, tensor.F32, 128, []int{4, 4}, []int{4, 1})
+	if _, err := CheckMatMul(dst, x, w, MatMulOptions{}); err != nil {
+		t.Errorf("disjoint: %v", err)
+	}
+	row := mustView(t, buf, tensor.F32, 128, []int{1, 4}, []int{4, 1})
+	bias := mustView(t, buf, tensor.F32, 128, []int{4}, []int{1})
+	x1 := mustView(t, buf, tensor.F32, 0, []int{1, 4}, []int{4, 1})
+	if _, err := CheckMatMul(row, x1, w, MatMulOptions{Bias: bias}); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "overlaps Bias") {
+		t.Errorf("dst == bias: %v", err)
+	}
+	// k = 48 against a Q8_0 weight: the message names k and the block.
+	xq := mustView(t, buf, tensor.F32, 0, []int{2, 48}, []int{48, 1})
+	wq := mustView(t, buf, tensor.Q8_0, 0, []int{3, 32}, []int{32, 1})
+	dq := mustView(t, buf, tensor.F32, 4096, []int{2, 3}, []int{3, 1})
+	if _, err := CheckMatMul(dq, xq, wq, MatMulOptions{}); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "k = 48 is not a multiple of 32") {
+		t.Errorf("k = 48 with Q8_0: %v", err)
+	}
+}

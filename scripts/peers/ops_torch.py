@@ -14,6 +14,9 @@ Cases are named as kiln names them; the name carries the shape:
     probe/read/1GiB                 read 1 GiB once (torch.sum over F32)
     probe/copy/1GiB                 device-to-device copy; bytes = read + written
     op/<op>/<dtype>[-<dtype>]/<AxBxC>
+    matmul/<wtype>/m<M>n<N>k<K>     torch bf16 x @ w.T (x [M, K], w [N, K]) whatever the wtype:
+                                    the peer of kiln's quantized matmul is bf16 cuBLAS; the
+                                    cases of one shape share one timing (see SHARE_KEYS)
 
 CASES below is the list run by default (the foundation's cases, full size);
 QUICK_CASES is a small version for --quick (a smoke test, also on the CPU).
@@ -90,6 +93,12 @@ CASES = [
     "op/embedding/Q4_K-F32/512x4096",
     "op/embedding/F16-F16/512x4096",
     "op/argmax/F32/32x128256",
+] + [
+    # As bench/matmul.go registers them (torch times each shape once).
+    f"matmul/{wt}/m{m}n{n}k{k}"
+    for wt in ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K")
+    for m in (1, 4, 16, 512)
+    for n, k in ((4096, 4096), (14336, 4096), (4096, 14336), (128256, 4096))
 ]
 
 # The same families at small sizes, for --quick.
@@ -108,7 +117,13 @@ QUICK_CASES = [
     "op/embedding/Q4_K-F32/16x64",
     "op/embedding/F16-F16/16x64",
     "op/argmax/F32/4x128256",
+    "matmul/Q4_K/m1n256k256",
+    "matmul/BF16/m1n256k256",
+    "matmul/Q4_0/m16n512k256",
 ]
+
+# Weight types of kiln's matmul cases (op.MatMulWeightTypes).
+MATMUL_WEIGHT_TYPES = ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K")
 
 # Embedding tables have this many rows (LLaMA-3's vocabulary), as in kiln's cases.
 EMBEDDING_ROWS = 128256
@@ -339,6 +354,37 @@ def build_argmax(ctx: Context, args: list[str], what: str) -> Bench:
     return Bench(lambda: torch.argmax(x, dim=-1), bytes=nbytes(x) + rows * 8, impl="torch.argmax(dim=-1), int64 out")
 
 
+def parse_mnk(text: str, what: str) -> tuple[int, int, int]:
+    """'m16n4096k14336' -> (16, 4096, 14336), all positive."""
+    m = re.fullmatch(r"m(\d+)n(\d+)k(\d+)", text)
+    if not m:
+        raise CaseError(f"{what}: shape {text!r} is not like m1n4096k4096")
+    dims = tuple(int(g) for g in m.groups())
+    if any(d <= 0 for d in dims):
+        raise CaseError(f"{what}: shape {text!r}: m, n and k must be positive")
+    return dims
+
+
+def matmul_note(wtype: str) -> str:
+    return "" if wtype == "BF16" else f"peer: bf16 weights (kiln: {wtype})"
+
+
+def build_matmul(ctx: Context, args: list[str], what: str) -> Bench:
+    """Y = X·Wᵀ in bf16 with torch (cuBLAS on a GPU), the peer of every kiln wtype."""
+    if len(args) != 2:
+        raise CaseError(f"{what}: expected matmul/<wtype>/m<M>n<N>k<K>")
+    wtype = args[0]
+    if wtype not in MATMUL_WEIGHT_TYPES:
+        raise CaseError(f"{what}: weight type {wtype!r} is not one of {', '.join(MATMUL_WEIGHT_TYPES)}")
+    m, n, k = parse_mnk(args[1], what)
+    x = ctx.randn((m, k), torch.bfloat16)
+    w = ctx.randn((n, k), torch.bfloat16)
+    y = torch.empty((m, n), dtype=torch.bfloat16, device=ctx.device)
+    return Bench(lambda: torch.mm(x, w.t(), out=y), bytes=nbytes(w) + nbytes(x) + nbytes(y), flops=2 * m * n * k,
+                 impl="torch.mm(x, w.t(), out=y), bf16 x [m, k] and w [n, k] (cuBLAS on a GPU)", note=matmul_note(wtype),
+                 max_sets=32)  # as kiln's matmul cases: sets spanning the footprint
+
+
 # The longest registered prefix of a case name picks its builder, which gets
 # the rest of the name's parts.
 BUILDERS: dict[str, Callable[[Context, list[str], str], Bench]] = {
@@ -355,6 +401,14 @@ BUILDERS: dict[str, Callable[[Context, list[str], str], Bench]] = {
     "op/rope": build_rope,
     "op/embedding": build_embedding,
     "op/argmax": build_argmax,
+    "matmul": build_matmul,
+}
+
+# Cases whose torch run is the same for several names: a function of the
+# builder's args giving a key; the first name of a key is timed and the others
+# get its result (with a note). The matmul peer runs bf16 whatever the wtype.
+SHARE_KEYS: dict[Callable, Callable[[list[str]], tuple]] = {
+    build_matmul: lambda args: ("matmul",) + tuple(args[1:]),
 }
 
 
@@ -546,11 +600,19 @@ def main(argv=None) -> int:
         "unsupported": [],
         "skipped": [],
     }
+    shared: dict[tuple, dict] = {}  # share key -> the result timed for it
     for name in names:
         builder, rest = find_builder(name)
         if builder is None:
             out["unsupported"].append(name)
             print(f"ops_torch: {name}: no torch builder (left out)", file=sys.stderr)
+            continue
+        key = SHARE_KEYS[builder](rest) if builder in SHARE_KEYS else None
+        if key is not None and key in shared:
+            first = shared[key]
+            own_note = matmul_note(rest[0]) if builder is build_matmul else ""
+            result = dict(first, name=name, note="; ".join(filter(None, [own_note, f"same torch run as {first['name']}"])))
+            out["results"].append(result)
             continue
         if args.time_limit and time.monotonic() - started > args.time_limit:
             out["skipped"].append(name)
@@ -572,6 +634,8 @@ def main(argv=None) -> int:
                 torch.cuda.synchronize(device)
                 torch.cuda.empty_cache()
         out["results"].append(result)
+        if key is not None:
+            shared[key] = result
         print(f"{name:40s} {result['seconds'] * 1e6:10.1f} us  {result['gbps']:8.1f} GB/s  "
               f"({result['iterations']} it, {result['sets']} sets)", file=sys.stderr)
     if out["skipped"]:

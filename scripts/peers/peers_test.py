@@ -61,6 +61,8 @@ class JoinTest(unittest.TestCase):
             result("probe/read/1GiB", 0.5e-3, 1 << 30),             # 2147 GB/s
             result("op/add/F16/4096x4096", 50e-6, 3 * (32 << 20)),  # 2013 GB/s
             result("matmul/Q4_K/m512n4096k4096", 200e-6, 13631488, flops=2 * 512 * 4096 * 4096),
+            # 9437184 weight bytes + 2·4096 + 2·4096: 3.6 flops/byte, memory-bound.
+            result("matmul/Q4_0/m1n4096k4096", 9.7e-6, 9453568, flops=2 * 4096 * 4096),
         ]})
         peer = self.write("p.json", {"tool": "torch", "device": "GPU X (cuda:0, sm_90)", "results": [
             result("probe/read/1GiB", 0.6e-3, 1 << 30),
@@ -87,6 +89,9 @@ class JoinTest(unittest.TestCase):
         self.assertEqual(mm[2], "—")
         self.assertEqual(mm[3], "85.9 TFLOP/s")  # 1260 flops/byte: compute-bound
         self.assertEqual(mm[4], "—")
+        decode = rows["matmul/Q4_0/m1n4096k4096"]
+        self.assertEqual(decode[3], "975 GB/s")
+        self.assertEqual(decode[4], "45%")  # 975 of the probe's 2147 GB/s
         self.assertNotIn("WARNING", table)
 
     def test_peer_probe_stands_in_and_peer_errors_show(self):
@@ -161,7 +166,8 @@ class OpsTorchTest(unittest.TestCase):
         builder, rest = ops_torch.find_builder("op/embedding/Q4_K-F32/512x4096")
         self.assertIs(builder, ops_torch.build_embedding)
         self.assertEqual(rest, ["Q4_K-F32", "512x4096"])
-        self.assertEqual(ops_torch.find_builder("matmul/Q4_K/m1n2k3"), (None, None))
+        self.assertEqual(ops_torch.find_builder("matmul/Q4_K/m1n2k3"), (ops_torch.build_matmul, ["Q4_K", "m1n2k3"]))
+        self.assertEqual(ops_torch.find_builder("attention/decode/x"), (None, None))
         for name in ops_torch.CASES + ops_torch.QUICK_CASES:
             self.assertIsNotNone(ops_torch.find_builder(name)[0], name)
 
@@ -175,6 +181,41 @@ class OpsTorchTest(unittest.TestCase):
             ops_torch.parse_size("1GB", "t")
         with self.assertRaises(ops_torch.CaseError):
             ops_torch.parse_dtype("Q4_K", "t")
+
+    def test_matmul_cases_mirror_kiln(self):
+        # bench/matmul.go: 7 weight types x m in {1, 4, 16, 512} x 4 (n, k).
+        names = [n for n in ops_torch.CASES if n.startswith("matmul/")]
+        self.assertEqual(len(names), 7 * 4 * 4)
+        for name in ("matmul/Q4_K/m1n4096k4096", "matmul/F32/m512n128256k4096", "matmul/Q6_K/m16n4096k14336"):
+            self.assertIn(name, names)
+        self.assertEqual(ops_torch.parse_mnk("m16n4096k14336", "t"), (16, 4096, 14336))
+        for bad in ("m1n2", "m0n2k3", "1x2x3"):
+            with self.assertRaises(ops_torch.CaseError):
+                ops_torch.parse_mnk(bad, "t")
+        import torch
+        ctx = ops_torch.Context(torch.device("cpu"))
+        with self.assertRaises(ops_torch.CaseError):
+            ops_torch.build_matmul(ctx, ["Q5_1", "m1n2k3"], "t")
+
+    def test_matmul_is_bf16_x_times_w_transposed(self):
+        import torch
+        ctx = ops_torch.Context(torch.device("cpu"))
+        bench = ops_torch.build_matmul(ctx, ["Q4_K", "m3n5k7"], "t")
+        out = bench.fn()
+        # The builder drew x [3, 7], then w [5, 7], from a generator seeded 1: draw them again.
+        ctx2 = ops_torch.Context(torch.device("cpu"))
+        x = ctx2.randn((3, 7), torch.bfloat16)
+        w = ctx2.randn((5, 7), torch.bfloat16)
+        self.assertEqual(out.dtype, torch.bfloat16)
+        self.assertEqual(tuple(out.shape), (3, 5))
+        for i in range(3):
+            for j in range(5):
+                want = sum(x[i, t].item() * w[j, t].item() for t in range(7))
+                self.assertAlmostEqual(out[i, j].item(), want, delta=abs(want) / 64 + 1e-2)
+        self.assertEqual(bench.flops, 2 * 3 * 5 * 7)
+        self.assertEqual(bench.bytes, 2 * (3 * 7 + 5 * 7 + 3 * 5))
+        self.assertIn("Q4_K", bench.note)
+        self.assertEqual(ops_torch.build_matmul(ctx, ["BF16", "m1n2k3"], "t").note, "")
 
     def test_rope_matches_rotation(self):
         # NeoX RoPE: element i pairs with i + d/2 and turns by pos * base^(-2i/d).
@@ -201,10 +242,12 @@ class OpsTorchTest(unittest.TestCase):
                 json.dump({"results": [{"name": "op/add/F16/64x64", "seconds": 1},
                                        {"name": "op/embedding/Q4_K-F32/4x16", "seconds": 1},
                                        {"name": "op/add/F16/64"},  # bad shape: an error
-                                       {"name": "matmul/Q4_K/m1n2k3", "seconds": 1}]}, f)
+                                       {"name": "matmul/Q4_K/m1n2k3", "seconds": 1},
+                                       {"name": "matmul/Q8_0/m1n2k3", "seconds": 1},  # the same torch run
+                                       {"name": "attention/decode/x", "seconds": 1}]}, f)
             out = os.path.join(d, "t.json")
             with contextlib.redirect_stderr(io.StringIO()):
-                rc = ops_torch.main(["--device", "cpu", "--quick", "--names-from", kiln, "--filter", "^(op|matmul)/",
+                rc = ops_torch.main(["--device", "cpu", "--quick", "--names-from", kiln, "--filter", "^(op|matmul|attention)/",
                                      "--json", out])
             self.assertEqual(rc, 1)  # one case failed
             with open(out) as f:
@@ -212,7 +255,8 @@ class OpsTorchTest(unittest.TestCase):
         self.assertEqual(data["tool"], "torch")
         self.assertEqual(data["backend"], "cpu")
         names = [r["name"] for r in data["results"]]
-        self.assertEqual(names, ["op/add/F16/64x64", "op/embedding/Q4_K-F32/4x16"])
+        self.assertEqual(names, ["op/add/F16/64x64", "op/embedding/Q4_K-F32/4x16", "matmul/Q4_K/m1n2k3",
+                                 "matmul/Q8_0/m1n2k3"])
         for r in data["results"]:
             for key in ("iterations", "seconds", "bytes", "flops", "gbps", "tflops"):
                 self.assertIn(key, r)
@@ -221,7 +265,12 @@ class OpsTorchTest(unittest.TestCase):
         self.assertEqual(data["results"][0]["bytes"], 3 * 64 * 64 * 2)
         self.assertIn("substitute", data["results"][1]["note"])
         self.assertEqual([e["name"] for e in data["errors"]], ["op/add/F16/64"])
-        self.assertEqual(data["unsupported"], ["matmul/Q4_K/m1n2k3"])
+        self.assertEqual(data["unsupported"], ["attention/decode/x"])
+        q4k, q8 = data["results"][2], data["results"][3]
+        self.assertEqual(q4k["flops"], 2 * 1 * 2 * 3)
+        self.assertEqual(q8["seconds"], q4k["seconds"])  # timed once for the shape
+        self.assertIn("same torch run as matmul/Q4_K/m1n2k3", q8["note"])
+        self.assertIn("Q8_0", q8["note"])
 
 
 if __name__ == "__main__":

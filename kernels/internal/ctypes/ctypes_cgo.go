@@ -36,6 +36,14 @@ static const kiln_entry kiln_offsets[] = {
 	OFF(KilnEmbeddingParams, n_ids), OFF(KilnEmbeddingParams, vocab), OFF(KilnEmbeddingParams, dim),
 	OFF(KilnEmbeddingParams, table_row_stride_bytes),
 
+	OFF(KilnMatMulParams, x), OFF(KilnMatMulParams, w), OFF(KilnMatMulParams, w_up),
+	OFF(KilnMatMulParams, y), OFF(KilnMatMulParams, bias), OFF(KilnMatMulParams, partials),
+	OFF(KilnMatMulParams, m), OFF(KilnMatMulParams, n), OFF(KilnMatMulParams, k),
+	OFF(KilnMatMulParams, x_row_stride), OFF(KilnMatMulParams, y_row_stride),
+	OFF(KilnMatMulParams, w_row_stride_bytes), OFF(KilnMatMulParams, n_virtual),
+	OFF(KilnMatMulParams, k_per_split), OFF(KilnMatMulParams, split_k), OFF(KilnMatMulParams, swiglu),
+	OFF(KilnMatMulParams, w_vec16), OFF(KilnMatMulParams, x_vec16),
+
 	OFF(KilnErrorWord, code), OFF(KilnErrorWord, op), OFF(KilnErrorWord, index_lo),
 	OFF(KilnErrorWord, index_hi), OFF(KilnErrorWord, value_lo), OFF(KilnErrorWord, value_hi),
 	OFF(KilnErrorWord, limit_lo), OFF(KilnErrorWord, limit_hi),
@@ -43,7 +51,7 @@ static const kiln_entry kiln_offsets[] = {
 
 static const kiln_entry kiln_sizes[] = {
 	SIZE(KilnStrided), SIZE(KilnElementwiseParams), SIZE(KilnRowsParams), SIZE(KilnRoPEParams),
-	SIZE(KilnEmbeddingParams), SIZE(KilnErrorWord),
+	SIZE(KilnEmbeddingParams), SIZE(KilnMatMulParams), SIZE(KilnErrorWord),
 };
 
 static const kiln_entry kiln_defines[] = {
