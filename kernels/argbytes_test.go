@@ -142,6 +142,14 @@ func TestLaunchArgsMatchPTXParams(t *testing.T) {
 			return s.MatMul(nil, MatMulArgs{M: 512, N: 4096, K: 256, X: 0x100000, XRowStride: 256, XType: tensor.BF16,
 				W: 0x200000, WUp: 0x300000, WRowStride: 256, WType: tensor.Q6_K, Y: 0x400000, YRowStride: 4096})
 		}},
+		{"attention simple", func() error { return s.Attention(nil, contiguousArgs(tensor.F32, 2, 10, 10, 4, 4, 64)) }},
+		{"attention prefill", func() error { return s.Attention(nil, contiguousArgs(tensor.F16, 2, 100, 100, 4, 4, 64)) }},
+		{"attention split decode (then attention_bf16_combine)", func() error {
+			a := pagedArgs(tensor.BF16, 2, 2, 8, 2, 64, 256, 16, 128)
+			a.MaxQueryLen = 1
+			return s.Attention(nil, a)
+		}},
+		{"append kv", func() error { return s.AppendKV(nil, appendArgs(tensor.F16)) }},
 		{"read probe", func() error { return s.ReadProbe(nil, 0x1000, 1<<20, 0x200000, 8) }},
 		{"copy probe", func() error { return s.CopyProbe(nil, 0x200000, 0x1000, 1<<20) }},
 	}
@@ -162,7 +170,8 @@ func TestLaunchArgsMatchPTXParams(t *testing.T) {
 		}
 	}
 	// Each kind of matmul kernel was among them.
-	for _, prefix := range []string{"matmul_q8_0_f32", "matmul_q4_k_f32_simt_m4", "matmul_q4_0_f16_decode", "matmul_reduce_f16", "matmul_q6_k_bf16_mma"} {
+	for _, prefix := range []string{"matmul_q8_0_f32", "matmul_q4_k_f32_simt_m4", "matmul_q4_0_f16_decode", "matmul_reduce_f16", "matmul_q6_k_bf16_mma",
+		"attention_f32", "attention_f16_prefill_d64", "attention_bf16_decode_d64", "attention_bf16_combine", "append_kv_f16"} {
 		found := false
 		for _, l := range d.launches {
 			found = found || l.kernel == prefix

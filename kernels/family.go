@@ -29,13 +29,23 @@ const (
 	FamilyMatMulSIMT   Family = "matmul_simt"
 	FamilyMatMulDecode Family = "matmul_decode"
 	FamilyMatMulMMA    Family = "matmul_mma"
+	// FamilyAttention: the simple attention kernels and the merge of
+	// split-KV partial results.
+	FamilyAttention Family = "attention"
+	// FamilyAttentionPrefill, FamilyAttentionDecode: the fast attention
+	// kernels (tensor cores), one family each.
+	FamilyAttentionPrefill Family = "attention_prefill"
+	FamilyAttentionDecode  Family = "attention_decode"
+	// FamilyAppendKV: writing new keys and values into a paged KV cache.
+	FamilyAppendKV Family = "append_kv"
 )
 
 // Families lists every kernel family.
 func Families() []Family {
 	return []Family{FamilyCopy, FamilyBinary, FamilyUnary, FamilySoftmax, FamilyNorm,
 		FamilyRoPE, FamilyEmbedding, FamilyArgmax, FamilyProbe,
-		FamilyMatMul, FamilyMatMulSIMT, FamilyMatMulDecode, FamilyMatMulMMA}
+		FamilyMatMul, FamilyMatMulSIMT, FamilyMatMulDecode, FamilyMatMulMMA,
+		FamilyAttention, FamilyAttentionPrefill, FamilyAttentionDecode, FamilyAppendKV}
 }
 
 // simpleKernelsOf maps a family of fast variants only to the family that
@@ -44,6 +54,9 @@ var simpleKernelsOf = map[Family]Family{
 	FamilyMatMulSIMT:   FamilyMatMul,
 	FamilyMatMulDecode: FamilyMatMul,
 	FamilyMatMulMMA:    FamilyMatMul,
+
+	FamilyAttentionPrefill: FamilyAttention,
+	FamilyAttentionDecode:  FamilyAttention,
 }
 
 // Kind is a kind of kernel within a family: the simple kernel every op has,
@@ -71,6 +84,13 @@ const (
 	KindDecode Kind = "decode"
 	// KindMMA: a tensor-core GEMM for many rows of X (matmul_<w>_<x>_mma).
 	KindMMA Kind = "mma"
+	// KindPrefill: attention for many queries per sequence on tensor cores
+	// (attention_<dt>_prefill_d<D>).
+	KindPrefill Kind = "prefill"
+	// KindCombine: the merge of a split-KV attention kernel's partial
+	// results (attention_<dt>_combine). Attention's split decode kernels
+	// are KindDecode (attention_<dt>_decode_d<D>).
+	KindCombine Kind = "combine"
 )
 
 // kernelID indexes kernelTable; the launchers keep IDs, not names, so that a
@@ -178,6 +198,13 @@ type (
 		w, x tensor.DType
 		mr   int
 	}
+	// attentionKey names a fast attention kernel: its kind (KindPrefill,
+	// KindDecode), dtype and tile head dim.
+	attentionKey struct {
+		kind    Kind
+		dtype   tensor.DType
+		tileDim int
+	}
 )
 
 var (
@@ -194,6 +221,11 @@ var (
 	matmulReduce     = map[tensor.DType]kernelID{}
 	readProbeKernel  kernelID
 	copyProbeKernel  kernelID
+
+	attentionSimpleKernels  = map[tensor.DType]kernelID{}
+	attentionCombineKernels = map[tensor.DType]kernelID{}
+	attentionFastKernels    = map[attentionKey]kernelID{}
+	appendKVKernels         = map[tensor.DType]kernelID{}
 )
 
 func init() {
@@ -268,6 +300,27 @@ func init() {
 		for _, x := range tensorCoreTypes {
 			matmulKernels[matmulKey{KindMMA, w, x, 0}] = register(FamilyMatMulMMA, "matmul_"+dtypeName(w)+"_"+dtypeName(x)+"_mma", KindMMA)
 		}
+	}
+	// attention_<dt>, attention_<dt>_combine, attention_<dt>_prefill_d<D>,
+	// attention_<dt>_decode_d<D>, append_kv_<dt>.
+	for _, dt := range floatTypes {
+		attentionSimpleKernels[dt] = register(FamilyAttention, "attention_"+dtypeName(dt), KindSimple)
+	}
+	for _, dt := range tensorCoreTypes {
+		attentionCombineKernels[dt] = register(FamilyAttention, "attention_"+dtypeName(dt)+"_combine", KindCombine)
+	}
+	for _, dt := range tensorCoreTypes {
+		for _, tile := range prefillTiles {
+			attentionFastKernels[attentionKey{KindPrefill, dt, tile.Dim}] = register(FamilyAttentionPrefill,
+				"attention_"+dtypeName(dt)+"_prefill_d"+strconv.Itoa(tile.Dim), KindPrefill)
+		}
+		for _, tile := range decodeTiles {
+			attentionFastKernels[attentionKey{KindDecode, dt, tile.Dim}] = register(FamilyAttentionDecode,
+				"attention_"+dtypeName(dt)+"_decode_d"+strconv.Itoa(tile.Dim), KindDecode)
+		}
+	}
+	for _, dt := range floatTypes {
+		appendKVKernels[dt] = register(FamilyAppendKV, "append_kv_"+dtypeName(dt), KindSimple)
 	}
 	readProbeKernel = register(FamilyProbe, "read_probe_b128", KindProbe)
 	copyProbeKernel = register(FamilyProbe, "copy_probe_b128", KindProbe)

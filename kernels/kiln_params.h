@@ -138,6 +138,120 @@ typedef struct KilnMatMulParams {
 } KilnMatMulParams;
 
 /*
+ * Attention (every attention kernel, and the split combine):
+ * O = softmax(scale·Q·Kᵀ + mask)·V per query head, over a batch of sequences.
+ *
+ * Q and O are [total_q, n_heads, head_dim] (head vectors contiguous; token and
+ * head strides in elements), split into sequences by q_starts (I32 [batch+1],
+ * cumulative, q_starts[0] = 0, q_starts[batch] = total_q). Query head h reads KV head
+ * h / (n_heads / n_kv_heads). K and V are either contiguous
+ * ([total_kv, n_kv_heads, head_dim], sequence b's keys are rows
+ * kv_starts[b] .. kv_starts[b+1]−1) or, when paged is nonzero, a paged cache
+ * ([n_pages, page_size, n_kv_heads, head_dim]; key t of sequence b is slot
+ * t % page_size of page block_table[b·block_table_row_stride + t / page_size];
+ * kv_lens[b] keys). Query i of a sequence of q_len queries and kv_len keys sits
+ * at position kv_len − q_len + i; causal hides keys j > position, window > 0
+ * also hides keys j <= position − window.
+ *
+ * The I32 metadata is data: kernels check it (KILN_ERR_* below) before use,
+ * record the first fault in the error word and skip what it affects.
+ *
+ * Split decode (n_splits > 1): split s covers keys [s·kv_per_split,
+ * (s+1)·kv_per_split) of each sequence and writes, per query row r (its row in
+ * Q) and head h, partial_lse[(s·total_q + r)·n_heads + h] (log2 of the split's
+ * softmax denominator, in the log2-scaled domain: max + log2(sum)) and
+ * partial_o[((s·total_q + r)·n_heads + h)·head_dim + d] (the split's
+ * normalised output, F32); attention_combine_<dt> merges the splits.
+ */
+typedef struct KilnAttentionParams {
+	uint64_t q;           /* T [total_q, n_heads, head_dim] */
+	uint64_t o;           /* T, Q's shape */
+	uint64_t k;           /* T, contiguous or paged (see above) */
+	uint64_t v;           /* T, K's shape */
+	uint64_t q_starts;    /* I32 [batch+1] */
+	uint64_t kv_starts;   /* I32 [batch+1], contiguous K/V only */
+	uint64_t block_table; /* I32 [batch, max_pages_per_seq], paged only */
+	uint64_t kv_lens;     /* I32 [batch], paged only */
+	uint64_t mask;        /* F32 [total_q, mask_cols] (rows mask_row_stride apart), 0 when absent */
+	uint64_t lse;         /* F32 [n_heads, total_q] (heads lse_head_stride apart), 0 when absent */
+	uint64_t error_word;  /* KilnErrorWord, required */
+	uint64_t partial_o;   /* F32 workspace, split decode only */
+	uint64_t partial_lse; /* F32 workspace, split decode only */
+	int64_t q_token_stride;
+	int64_t q_head_stride;
+	int64_t o_token_stride;
+	int64_t o_head_stride;
+	int64_t k_page_stride; /* paged only */
+	int64_t k_token_stride;
+	int64_t k_head_stride;
+	int64_t v_page_stride; /* paged only */
+	int64_t v_token_stride;
+	int64_t v_head_stride;
+	int64_t block_table_row_stride;
+	int64_t mask_row_stride;
+	int64_t lse_head_stride;
+	int64_t total_q;           /* rows of Q */
+	int64_t total_kv;          /* contiguous: rows of K and V */
+	int64_t n_pages;           /* paged: pages of the cache */
+	int64_t page_size;         /* paged: tokens per page, >= 1 */
+	int64_t max_pages_per_seq; /* paged: columns of the block table */
+	int64_t mask_cols;         /* columns of the mask */
+	int64_t batch;             /* sequences */
+	int64_t max_query_len;     /* bound on any sequence's q_len (exceeding it is a fault) */
+	int64_t max_kv_len;        /* bound on any sequence's kv_len (exceeding it is a fault) */
+	int64_t window;            /* > 0: sliding window of that many keys (with causal) */
+	int64_t kv_per_split;      /* split decode: keys per split (a multiple of the key tile) */
+	int32_t n_heads;
+	int32_t n_kv_heads;
+	int32_t head_dim;    /* 1..256 */
+	int32_t paged;       /* nonzero: K/V are a paged cache */
+	int32_t causal;      /* nonzero: causal mask */
+	int32_t page_shift;  /* paged: log2(page_size) when a power of two, else -1 */
+	int32_t n_splits;    /* split decode: splits of the keys (1: none, O written directly) */
+	int32_t row_groups;  /* decode: blocks of 16 (query, head) rows per sequence and KV head */
+	float scale;         /* multiplies Q·Kᵀ (resolved: never 0) */
+	float scale_log2;    /* scale · log2(e): kernels work with exp2 */
+} KilnAttentionParams;
+
+/*
+ * AppendKV: token i of k and v ([n_new, n_kv_heads, head_dim], head vectors
+ * contiguous) goes to slot positions[i] % page_size of page
+ * block_table[seq_ids[i]·block_table_row_stride + positions[i] / page_size] of
+ * the paged caches k_cache and v_cache ([n_pages, page_size, n_kv_heads,
+ * head_dim]). A seq id outside [0, batch), a position outside [0,
+ * max_pages_per_seq·page_size) or a page outside [0, n_pages) is recorded in
+ * the error word and that token is not written.
+ */
+typedef struct KilnAppendKVParams {
+	uint64_t k_cache;
+	uint64_t v_cache;
+	uint64_t k;
+	uint64_t v;
+	uint64_t seq_ids;     /* I32 [n_new] */
+	uint64_t positions;   /* I32 [n_new] */
+	uint64_t block_table; /* I32 [batch, max_pages_per_seq] */
+	uint64_t error_word;  /* KilnErrorWord, required */
+	int64_t k_token_stride;
+	int64_t k_head_stride;
+	int64_t v_token_stride;
+	int64_t v_head_stride;
+	int64_t k_cache_page_stride;
+	int64_t k_cache_token_stride;
+	int64_t k_cache_head_stride;
+	int64_t v_cache_page_stride;
+	int64_t v_cache_token_stride;
+	int64_t v_cache_head_stride;
+	int64_t block_table_row_stride;
+	int64_t n_new;
+	int64_t batch;
+	int64_t n_pages;
+	int64_t page_size;
+	int64_t max_pages_per_seq;
+	int32_t n_kv_heads;
+	int32_t head_dim;
+} KilnAppendKVParams;
+
+/*
  * The device error word: 8 uint32 words (32 bytes) in device memory, zeroed by
  * the host. A kernel that finds bad data (a token id out of range) claims the
  * word with atomicCAS on `code` (0 -> its code), and only the winner fills in
@@ -157,7 +271,24 @@ typedef struct KilnErrorWord {
 
 #define KILN_ERR_NONE 0
 #define KILN_ERR_INDEX_OUT_OF_RANGE 1 /* value is outside [0, limit) */
+/*
+ * Attention and AppendKV metadata faults. Unless said otherwise, index is the
+ * entry's index in its I32 tensor, value the entry, limit the bound it broke.
+ */
+#define KILN_ERR_QUERY_START_RANGE 2      /* q_starts[index] = value is outside [0, limit] (index 0: must be 0, limit 0) */
+#define KILN_ERR_QUERY_START_DECREASING 3 /* q_starts[index] = value < q_starts[index-1] = limit */
+#define KILN_ERR_KV_START_RANGE 4         /* kv_starts[index] = value is outside [0, limit] (index 0: must be 0) */
+#define KILN_ERR_KV_START_DECREASING 5    /* kv_starts[index] = value < kv_starts[index-1] = limit */
+#define KILN_ERR_KV_LEN_RANGE 6           /* kv_lens[index] = value is outside [0, limit] (the block table's capacity) */
+#define KILN_ERR_QUERY_LEN_OVER_MAX 7     /* sequence index has value queries, more than max_query_len = limit */
+#define KILN_ERR_KV_LEN_OVER_MAX 8        /* sequence index has value keys, more than max_kv_len = limit */
+#define KILN_ERR_MASK_TOO_NARROW 9        /* sequence index has value keys, the mask only limit columns */
+#define KILN_ERR_PAGE_OUT_OF_RANGE 10     /* page value is outside [0, limit); attention: index = sequence << 32 | table column; append-kv: index = token */
+#define KILN_ERR_POSITION_OUT_OF_RANGE 11 /* append-kv: positions[index] = value is outside [0, limit) */
+#define KILN_ERR_QUERY_STARTS_END 12      /* q_starts[index = batch] = value, the last start, is not total_q = limit */
 
 #define KILN_OP_EMBEDDING 1
+#define KILN_OP_ATTENTION 2
+#define KILN_OP_APPEND_KV 3 /* KILN_ERR_INDEX_OUT_OF_RANGE: seq_ids[index] = value is outside [0, batch = limit) */
 
 #endif /* KILN_PARAMS_H */

@@ -23,6 +23,8 @@ func TestParamLayout(t *testing.T) {
 		{"KilnRoPEParams", ropeParams{}},
 		{"KilnEmbeddingParams", embeddingParams{}},
 		{"KilnMatMulParams", matmulParams{}},
+		{"KilnAttentionParams", attentionParams{}},
+		{"KilnAppendKVParams", appendKVParams{}},
 		{"KilnErrorWord", errorWordLayout{}},
 	}
 	covered := map[string]bool{}
@@ -76,6 +78,20 @@ func TestDefines(t *testing.T) {
 		"KILN_ERR_NONE":               int64(ErrCodeNone),
 		"KILN_ERR_INDEX_OUT_OF_RANGE": int64(ErrCodeIndexOutOfRange),
 		"KILN_OP_EMBEDDING":           int64(ErrOpEmbedding),
+		"KILN_OP_ATTENTION":           int64(ErrOpAttention),
+		"KILN_OP_APPEND_KV":           int64(ErrOpAppendKV),
+
+		"KILN_ERR_QUERY_START_RANGE":      int64(ErrCodeQueryStartRange),
+		"KILN_ERR_QUERY_START_DECREASING": int64(ErrCodeQueryStartDecreasing),
+		"KILN_ERR_KV_START_RANGE":         int64(ErrCodeKVStartRange),
+		"KILN_ERR_KV_START_DECREASING":    int64(ErrCodeKVStartDecreasing),
+		"KILN_ERR_KV_LEN_RANGE":           int64(ErrCodeKVLenRange),
+		"KILN_ERR_QUERY_LEN_OVER_MAX":     int64(ErrCodeQueryLenOverMax),
+		"KILN_ERR_KV_LEN_OVER_MAX":        int64(ErrCodeKVLenOverMax),
+		"KILN_ERR_MASK_TOO_NARROW":        int64(ErrCodeMaskTooNarrow),
+		"KILN_ERR_PAGE_OUT_OF_RANGE":      int64(ErrCodePageOutOfRange),
+		"KILN_ERR_POSITION_OUT_OF_RANGE":  int64(ErrCodePositionOutOfRange),
+		"KILN_ERR_QUERY_STARTS_END":       int64(ErrCodeQueryStartsEnd),
 	}
 	for name, w := range want {
 		got, ok := ctypes.Defines[name]

@@ -162,6 +162,41 @@ const maxGridY = maxGridYZ
 // workspace when plan.SplitK > 1.
 func (s *Set) launchMatMul(st *cuda.Stream, a *MatMulArgs, plan *matmulPlan, ws cuda.DevicePtr) error {
 	p := &s.mm.params
+	fillMatMulParams(p, a, plan, ws)
+	if plan.Kind == KindSimple {
+		s.args.Reset()
+		cuda.Struct(&s.args, p)
+		lc := launchConfig{grid: matmulSimpleGrid(p.M, p.N), block: cuda.D1(matmulSimpleThreads)}
+		return s.launch(plan.Kernel, lc, st)
+	}
+	// One launch per maxGridY m tiles (only an m of millions of rows needs
+	// more than one); split-k happens only with few tiles, so in one launch.
+	xBytes := int64(a.XType.BlockBytes())
+	rowsPerLaunch := maxGridY * plan.MRowsPerBlock
+	for m0 := int64(0); m0 < int64(a.M); m0 += rowsPerLaunch {
+		rows := min(rowsPerLaunch, int64(a.M)-m0)
+		p.M = rows
+		p.X = uint64(a.X) + uint64(m0*int64(a.XRowStride)*xBytes)
+		p.Y = uint64(a.Y) + uint64(m0*int64(a.YRowStride)*xBytes)
+		s.args.Reset()
+		cuda.Struct(&s.args, p)
+		lc := launchConfig{grid: matmulFastGrid(plan, rows), block: cuda.D1(plan.Threads)}
+		if err := s.launch(plan.Kernel, lc, st); err != nil {
+			return err
+		}
+		if plan.SplitK > 1 {
+			lc := launchConfig{grid: matmulSimpleGrid(rows, p.N), block: cuda.D1(matmulSimpleThreads)}
+			if err := s.launch(matmulReduce[a.XType], lc, st); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fillMatMulParams packs a, planned as plan, into p (for every row of X;
+// launchMatMul narrows M, X and Y per launch). ws is the split-k workspace.
+func fillMatMulParams(p *matmulParams, a *MatMulArgs, plan *matmulPlan, ws cuda.DevicePtr) {
 	*p = matmulParams{
 		X: uint64(a.X), W: uint64(a.W), WUp: uint64(a.WUp), Y: uint64(a.Y), Bias: uint64(a.Bias), Partials: uint64(ws),
 		M: int64(a.M), N: int64(a.N), K: int64(a.K),
@@ -180,37 +215,18 @@ func (s *Set) launchMatMul(st *cuda.Stream, a *MatMulArgs, plan *matmulPlan, ws 
 	if uint64(a.W)%16 == 0 && uint64(a.WUp)%16 == 0 && p.WRowStrideBytes%16 == 0 {
 		p.WVec16 = 1
 	}
-	if plan.Kind == KindSimple {
-		s.args.Reset()
-		cuda.Struct(&s.args, p)
-		lc := launchConfig{grid: cuda.D1(int(gridFor(p.M*p.N, matmulSimpleThreads))), block: cuda.D1(matmulSimpleThreads)}
-		return s.launch(plan.Kernel, lc, st)
-	}
-	// One launch per maxGridY m tiles (only an m of millions of rows needs
-	// more than one); split-k happens only with few tiles, so in one launch.
-	rowsPerLaunch := maxGridY * plan.MRowsPerBlock
-	for m0 := int64(0); m0 < int64(a.M); m0 += rowsPerLaunch {
-		rows := min(rowsPerLaunch, int64(a.M)-m0)
-		p.M = rows
-		p.X = uint64(a.X) + uint64(m0*int64(a.XRowStride)*xBytes)
-		p.Y = uint64(a.Y) + uint64(m0*int64(a.YRowStride)*xBytes)
-		s.args.Reset()
-		cuda.Struct(&s.args, p)
-		lc := launchConfig{
-			grid:  cuda.Dim3{X: uint32(plan.NTiles), Y: uint32(ceilDiv(rows, plan.MRowsPerBlock)), Z: uint32(plan.SplitK)},
-			block: cuda.D1(plan.Threads),
-		}
-		if err := s.launch(plan.Kernel, lc, st); err != nil {
-			return err
-		}
-		if plan.SplitK > 1 {
-			lc := launchConfig{grid: cuda.D1(int(gridFor(rows*p.N, matmulSimpleThreads))), block: cuda.D1(matmulSimpleThreads)}
-			if err := s.launch(matmulReduce[a.XType], lc, st); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+}
+
+// matmulSimpleGrid is the grid of the grid-stride kernels (simple and the
+// split-k reduction) over rows·n outputs.
+func matmulSimpleGrid(rows, n int64) cuda.Dim3 {
+	return cuda.D1(int(gridFor(rows*n, matmulSimpleThreads)))
+}
+
+// matmulFastGrid is the grid of a fast kernel's launch over rows X rows:
+// n tiles × m tiles × k slices.
+func matmulFastGrid(plan *matmulPlan, rows int64) cuda.Dim3 {
+	return cuda.Dim3{X: uint32(plan.NTiles), Y: uint32(ceilDiv(rows, plan.MRowsPerBlock)), Z: uint32(plan.SplitK)}
 }
 
 // weightRowStrideBytes is W's row stride in bytes.

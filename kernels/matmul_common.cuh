@@ -175,6 +175,21 @@ __device__ __forceinline__ void finish_tile(const KilnMatMulParams& p, int64_t v
 
 // ---- PTX --------------------------------------------------------------------------------
 
+#ifdef KILN_HOST_SIM
+// kernels/testdata/matmulsim runs these kernels on the host (matmul_sim_test.go)
+// and supplies the instructions below, emulated from the PTX ISA (sim.h).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) { kiln_sim_cp_async16(dst, src, src_bytes); }
+__device__ __forceinline__ void cp_async_commit() { kiln_sim_cp_async_commit(); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { kiln_sim_cp_async_wait(N); }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem_row) { kiln_sim_ldmatrix_x4(r, smem_row); }
+template <typename T> struct Mma;
+template <> struct Mma<f16> {
+	static void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) { kiln_sim_mma_16816(false, c, a, b0, b1); }
+};
+template <> struct Mma<bf16> {
+	static void run(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) { kiln_sim_mma_16816(true, c, a, b0, b1); }
+};
+#else
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 // cp_async16 copies src_bytes (0..16) bytes from global src to shared dst and
@@ -223,6 +238,7 @@ template <> struct Mma<bf16> {
 		    : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 	}
 };
+#endif  // KILN_HOST_SIM
 
 // pack2 rounds two F32 values to T (nearest even) and packs them, lo in the
 // low half: the precision contract's "W's values rounded to the activations'

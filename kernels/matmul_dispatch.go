@@ -76,6 +76,16 @@ func matmulChunkElems(w tensor.DType) int64 {
 	return 256 // Q4_0, Q4_K, Q6_K
 }
 
+// matmulKStep is the k step of a fast kernel kind: split-k slices are
+// whole steps, so that every slice starts on a chunk (or k-tile) boundary,
+// which the kernels' staging assumes.
+func matmulKStep(kind Kind, w tensor.DType) int64 {
+	if kind == KindMMA {
+		return mmaBK
+	}
+	return matmulChunkElems(w)
+}
+
 // matmulProblem is what dispatch decides from.
 type matmulProblem struct {
 	M, N, K      int64
@@ -108,12 +118,18 @@ type matmulPlan struct {
 
 // planMatMul chooses the kernel, tile and split-k for q.
 func planMatMul(q matmulProblem) matmulPlan {
+	return planMatMulKind(q, chooseMatMulKind(q))
+}
+
+// planMatMulKind plans q on a kernel of the given kind (the tile and
+// split-k); kind must handle q's dtypes (KindSIMT: F32 X; KindDecode and
+// KindMMA: F16 or BF16 X).
+func planMatMulKind(q matmulProblem, kind Kind) matmulPlan {
 	nv := q.N
 	if q.SwiGLU {
 		nv = 16 * ceilDiv(q.N, 8)
 	}
 	plan := matmulPlan{Kind: KindSimple, Threads: matmulSimpleThreads, NVirtual: nv, SplitK: 1, KPerSplit: q.K}
-	kind := chooseMatMulKind(q)
 	switch kind {
 	case KindSimple:
 		plan.Kernel = matmulKernels[matmulKey{KindSimple, q.WType, q.XType, 0}]
@@ -137,9 +153,9 @@ func planMatMul(q matmulProblem) matmulPlan {
 	plan.NTiles = ceilDiv(nv, plan.RowsPerBlock)
 	plan.MTiles = ceilDiv(q.M, plan.MRowsPerBlock)
 
-	step, minSteps, perSM := matmulChunkElems(q.WType), int64(minStepsDecode), int64(2)
+	step, minSteps, perSM := matmulKStep(kind, q.WType), int64(minStepsDecode), int64(2)
 	if kind == KindMMA {
-		step, minSteps, perSM = mmaBK, minStepsMMA, 1
+		minSteps, perSM = minStepsMMA, 1
 	}
 	sms := int64(q.SMCount)
 	if sms <= 0 {

@@ -93,6 +93,87 @@ type matmulParams struct {
 	XVec16          int32  `c:"x_vec16"`
 }
 
+// attentionParams mirrors KilnAttentionParams.
+type attentionParams struct {
+	Q                   uint64  `c:"q"`
+	O                   uint64  `c:"o"`
+	K                   uint64  `c:"k"`
+	V                   uint64  `c:"v"`
+	QStarts             uint64  `c:"q_starts"`
+	KVStarts            uint64  `c:"kv_starts"`
+	BlockTable          uint64  `c:"block_table"`
+	KVLens              uint64  `c:"kv_lens"`
+	Mask                uint64  `c:"mask"`
+	LSE                 uint64  `c:"lse"`
+	ErrorWord           uint64  `c:"error_word"`
+	PartialO            uint64  `c:"partial_o"`
+	PartialLSE          uint64  `c:"partial_lse"`
+	QTokenStride        int64   `c:"q_token_stride"`
+	QHeadStride         int64   `c:"q_head_stride"`
+	OTokenStride        int64   `c:"o_token_stride"`
+	OHeadStride         int64   `c:"o_head_stride"`
+	KPageStride         int64   `c:"k_page_stride"`
+	KTokenStride        int64   `c:"k_token_stride"`
+	KHeadStride         int64   `c:"k_head_stride"`
+	VPageStride         int64   `c:"v_page_stride"`
+	VTokenStride        int64   `c:"v_token_stride"`
+	VHeadStride         int64   `c:"v_head_stride"`
+	BlockTableRowStride int64   `c:"block_table_row_stride"`
+	MaskRowStride       int64   `c:"mask_row_stride"`
+	LSEHeadStride       int64   `c:"lse_head_stride"`
+	TotalQ              int64   `c:"total_q"`
+	TotalKV             int64   `c:"total_kv"`
+	NPages              int64   `c:"n_pages"`
+	PageSize            int64   `c:"page_size"`
+	MaxPagesPerSeq      int64   `c:"max_pages_per_seq"`
+	MaskCols            int64   `c:"mask_cols"`
+	Batch               int64   `c:"batch"`
+	MaxQueryLen         int64   `c:"max_query_len"`
+	MaxKVLen            int64   `c:"max_kv_len"`
+	Window              int64   `c:"window"`
+	KVPerSplit          int64   `c:"kv_per_split"`
+	NHeads              int32   `c:"n_heads"`
+	NKVHeads            int32   `c:"n_kv_heads"`
+	HeadDim             int32   `c:"head_dim"`
+	Paged               int32   `c:"paged"`
+	Causal              int32   `c:"causal"`
+	PageShift           int32   `c:"page_shift"`
+	NSplits             int32   `c:"n_splits"`
+	RowGroups           int32   `c:"row_groups"`
+	Scale               float32 `c:"scale"`
+	ScaleLog2           float32 `c:"scale_log2"`
+}
+
+// appendKVParams mirrors KilnAppendKVParams.
+type appendKVParams struct {
+	KCache              uint64 `c:"k_cache"`
+	VCache              uint64 `c:"v_cache"`
+	K                   uint64 `c:"k"`
+	V                   uint64 `c:"v"`
+	SeqIDs              uint64 `c:"seq_ids"`
+	Positions           uint64 `c:"positions"`
+	BlockTable          uint64 `c:"block_table"`
+	ErrorWord           uint64 `c:"error_word"`
+	KTokenStride        int64  `c:"k_token_stride"`
+	KHeadStride         int64  `c:"k_head_stride"`
+	VTokenStride        int64  `c:"v_token_stride"`
+	VHeadStride         int64  `c:"v_head_stride"`
+	KCachePageStride    int64  `c:"k_cache_page_stride"`
+	KCacheTokenStride   int64  `c:"k_cache_token_stride"`
+	KCacheHeadStride    int64  `c:"k_cache_head_stride"`
+	VCachePageStride    int64  `c:"v_cache_page_stride"`
+	VCacheTokenStride   int64  `c:"v_cache_token_stride"`
+	VCacheHeadStride    int64  `c:"v_cache_head_stride"`
+	BlockTableRowStride int64  `c:"block_table_row_stride"`
+	NNew                int64  `c:"n_new"`
+	Batch               int64  `c:"batch"`
+	NPages              int64  `c:"n_pages"`
+	PageSize            int64  `c:"page_size"`
+	MaxPagesPerSeq      int64  `c:"max_pages_per_seq"`
+	NKVHeads            int32  `c:"n_kv_heads"`
+	HeadDim             int32  `c:"head_dim"`
+}
+
 // errorWordLayout mirrors KilnErrorWord; DecodeDeviceError reads these fields
 // from the 32 bytes the device wrote.
 type errorWordLayout struct {

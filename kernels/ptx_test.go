@@ -194,19 +194,30 @@ func TestPTXHasNoPaths(t *testing.T) {
 // would fail to launch.
 func TestBlockSizesWithinLaunchBounds(t *testing.T) {
 	largest := map[Family]map[Kind]int{
-		FamilyCopy:         {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
-		FamilyBinary:       {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
-		FamilyUnary:        {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
-		FamilySoftmax:      {KindSimple: maxRowThreads, KindWarp: warpRowThreads},
-		FamilyNorm:         {KindSimple: maxRowThreads, KindWarp: warpRowThreads},
-		FamilyArgmax:       {KindSimple: maxRowThreads},
-		FamilyRoPE:         {KindSimple: ropeThreads},
-		FamilyEmbedding:    {KindSimple: embeddingThreads},
-		FamilyProbe:        {KindProbe: probeThreads},
-		FamilyMatMul:       {KindSimple: matmulSimpleThreads, KindSplitK: matmulSimpleThreads},
-		FamilyMatMulSIMT:   {KindSIMT: simtThreads},
-		FamilyMatMulDecode: {KindDecode: decodeThreads},
-		FamilyMatMulMMA:    {KindMMA: mmaThreads},
+		FamilyCopy:             {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
+		FamilyBinary:           {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
+		FamilyUnary:            {KindSimple: elementwiseThreads, KindVec: elementwiseThreads},
+		FamilySoftmax:          {KindSimple: maxRowThreads, KindWarp: warpRowThreads},
+		FamilyNorm:             {KindSimple: maxRowThreads, KindWarp: warpRowThreads},
+		FamilyArgmax:           {KindSimple: maxRowThreads},
+		FamilyRoPE:             {KindSimple: ropeThreads},
+		FamilyEmbedding:        {KindSimple: embeddingThreads},
+		FamilyProbe:            {KindProbe: probeThreads},
+		FamilyMatMul:           {KindSimple: matmulSimpleThreads, KindSplitK: matmulSimpleThreads},
+		FamilyMatMulSIMT:       {KindSIMT: simtThreads},
+		FamilyMatMulDecode:     {KindDecode: decodeThreads},
+		FamilyMatMulMMA:        {KindMMA: mmaThreads},
+		FamilyAttention:        {KindSimple: attentionSimpleThreads, KindCombine: attentionCombineThreads},
+		FamilyAttentionPrefill: {KindPrefill: attentionPrefillThreads},
+		FamilyAttentionDecode:  {KindDecode: 0}, // per tile, below
+		FamilyAppendKV:         {KindSimple: appendKVThreads},
+	}
+	// The decode kernels' blocks are 32·Warps threads, per tile.
+	byKernel := map[string]int{}
+	for _, dt := range tensorCoreTypes {
+		for _, tile := range decodeTiles {
+			byKernel[kernelTable[attentionFastKernels[attentionKey{KindDecode, dt, tile.Dim}]].name] = 32 * tile.Warps
+		}
 	}
 	// The heuristics never exceed those maxima.
 	if c := rowsConfig(KindSimple, 1, 1<<40); int(c.block.X) > maxRowThreads {
@@ -217,6 +228,9 @@ func TestBlockSizesWithinLaunchBounds(t *testing.T) {
 	}
 	if c := embeddingConfig(1, 1<<40); int(c.block.X) > embeddingThreads {
 		t.Errorf("embeddingConfig block %d > %d", c.block.X, embeddingThreads)
+	}
+	if c := appendKVConfig(1, 1<<40); int(c.block.X) > appendKVThreads {
+		t.Errorf("appendKVConfig block %d > %d", c.block.X, appendKVThreads)
 	}
 	for _, tg := range []Target{TargetCompute80, TargetSM90a} {
 		for _, f := range Families() {
@@ -230,6 +244,9 @@ func TestBlockSizesWithinLaunchBounds(t *testing.T) {
 				}
 				e := entries[k.name]
 				want := largest[f][k.kind]
+				if n, ok := byKernel[k.name]; ok {
+					want = n
+				}
 				if want == 0 {
 					t.Errorf("%s: no block size known for variant %s", k.name, k.kind)
 					continue

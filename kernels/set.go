@@ -51,6 +51,9 @@ type Set struct {
 	// mm is the matmul launcher's state: its parameter struct, the SM count
 	// and the split-k workspaces (matmul_workspace.go).
 	mm matmulState
+	// attn is the attention launchers' state: parameter structs, shared
+	// memory limits and split workspaces (attention_workspace.go).
+	attn attentionState
 }
 
 // Open prepares the kernels for ctx's device. It loads no module yet (see
@@ -144,6 +147,9 @@ func (s *Set) Close() error {
 		}
 	}
 	if err := s.closeMatMul(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.closeAttention(); err != nil {
 		errs = append(errs, err)
 	}
 	clear(s.loaded)

@@ -81,6 +81,13 @@ var variantStatuses = []VariantStatus{
 	{FamilyMatMulSIMT, KindSIMT, "matmul_<w>_f32_simt_m<MR>, MR 1, 2, 4, 8", "F32 activations: the smallest MR ≥ m, MR 8 tiled over m above 8", StatusCompiled},
 	{FamilyMatMulDecode, KindDecode, "matmul_<w>_<x>_decode, x f16, bf16", "F16/BF16 activations, m ≤ 16 (tensor cores)", StatusCompiled},
 	{FamilyMatMulMMA, KindMMA, "matmul_<w>_<x>_mma, x f16, bf16", "F16/BF16 activations, m > 16 (tensor-core GEMM)", StatusCompiled},
+	{FamilyAttention, KindSimple, "attention_<dt>", "always available: every dtype, head dim, K/V layout and option; one warp per (query row, head)", StatusCompiled},
+	{FamilyAttention, KindCombine, "attention_<dt>_combine, dt f16, bf16", "after a decode kernel that split the keys (too few blocks for the SMs)", StatusCompiled},
+	{FamilyAttentionPrefill, KindPrefill, "attention_<dt>_prefill_d<D>, dt f16, bf16, D 48, 64, 80, 96, 128, 160, 256",
+		"F16/BF16, head dim 40, 48, 64, 80, 96, 128, 160 or 256, 16-byte aligned rows, when the decode kernel does not apply (tensor cores, FlashAttention-2 style)", StatusCompiled},
+	{FamilyAttentionDecode, KindDecode, "attention_<dt>_decode_d<D>, dt f16, bf16, D as prefill",
+		"as prefill, and MaxQueryLen ≤ 16 with at most 4 blocks of 16 (query, head) rows per KV head (split-KV flash-decoding)", StatusCompiled},
+	{FamilyAppendKV, KindSimple, "append_kv_<dt>", "always; one block per new token", StatusCompiled},
 }
 
 // VariantStatuses returns the variant table: every variant of every family,

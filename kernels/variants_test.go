@@ -94,8 +94,9 @@ func TestKernelsList(t *testing.T) {
 	}
 	// 10 copy pairs × 2, 2 ops × 3 × 2, 3 ops × 3 × 2, softmax 3 × 2, norms 2 × 3 × 2, rope 3,
 	// embedding 7 × 3, argmax 3, probes 2; matmul: simple 7 × 3, reduce 3,
-	// simt 7 × 4, decode 7 × 2, mma 7 × 2.
-	if want := 20 + 12 + 18 + 6 + 12 + 3 + 21 + 3 + 2 + 21 + 3 + 28 + 14 + 14; len(ks) != want {
+	// simt 7 × 4, decode 7 × 2, mma 7 × 2; attention: simple 3, combine 2,
+	// prefill 7 × 2, decode 7 × 2; append_kv 3.
+	if want := 20 + 12 + 18 + 6 + 12 + 3 + 21 + 3 + 2 + 21 + 3 + 28 + 14 + 14 + 3 + 2 + 14 + 14 + 3; len(ks) != want {
 		t.Errorf("%d kernels, want %d", len(ks), want)
 	}
 }

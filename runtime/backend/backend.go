@@ -116,6 +116,26 @@ type Backend interface {
 	//
 	//	MatMul(g, x, wGate, {}); MatMul(u, x, wUp, {}); SiLU(g, g); Mul(dst, g, u)
 	MatMulSwiGLU(dst, x, wGate, wUp tensor.Tensor) error
+	// Attention computes, per query head, O = softmax(scale·Q·Kᵀ + mask)·V
+	// over a batch of sequences packed into q ([totalQ, nHeads, headDim],
+	// split by queryStarts, I32 [batch+1]), reading keys and values from kv
+	// (contiguous runs or a paged cache; see op.AttentionKV), with
+	// grouped-query attention, causal masking (query i of a sequence of qLen
+	// queries and kvLen keys sits at position kvLen − qLen + i), an optional
+	// sliding window, additive mask and log-sum-exp output (see
+	// op.AttentionOptions). Q, K, V and dst share one dtype (F16, BF16; F32
+	// too); scores, softmax and the output accumulate in F32. A query that
+	// sees no key gets a row of zeros. dst must not overlap any input.
+	//
+	// Precision on the GPU: the probabilities are rounded to the inputs'
+	// dtype before P·V (as FlashAttention does).
+	Attention(dst, q, queryStarts tensor.Tensor, kv op.AttentionKV, opts op.AttentionOptions) error
+	// AppendKV writes new keys and values (k, v: [totalNew, nKVHeads,
+	// headDim]) into the paged cache, token i at position positions[i] of
+	// sequence seqIDs[i] (see op.CheckAppendKV). A page index or position out
+	// of range is an error (on the GPU, reported by the next Sync) and that
+	// token is not written.
+	AppendKV(cache op.AttentionKV, k, v, seqIDs, positions tensor.Tensor) error
 	// Argmax writes the index of the largest element of each innermost row of
 	// x into dst (I32). Ties go to the smallest index; NaNs are never chosen
 	// (a row of NaNs gives 0).

@@ -59,7 +59,7 @@ func invalidCases() []invalidCase {
 		}
 		return v
 	}
-	return []invalidCase{
+	return append([]invalidCase{
 		// copy
 		{"copy/missing dst", inv, func(t *testing.T, e *invalidEnv) error { return e.b.Copy(z, e.f32) }},
 		{"copy/missing src", inv, func(t *testing.T, e *invalidEnv) error { return e.b.Copy(e.f32, z) }},
@@ -316,7 +316,7 @@ func invalidCases() []invalidCase {
 			_, err := e.b.Alloc(tensor.Q4_K, 2, 100)
 			return err
 		}},
-	}
+	}, attentionInvalidCases()...)
 }
 
 // asDType reinterprets a view of a 4-byte dtype as another 4-byte dtype.
@@ -513,5 +513,228 @@ func TestEmbeddingIDOutOfRange(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// attentionInvalidCases: every check of op.CheckAttention and
+// op.CheckAppendKV, and ownership, each a valid call of attention_args_test.go
+// (F16 q [3, 4, 8]; keys [5, 2, 8] or a paged cache [4, 2, 2, 8]; F32 mask
+// [3, 6] and LSE [4, 3]; new keys [2, 2, 8]) with one change. Faults in the values of
+// the I32 metadata are TestAttentionMetadataFaults'.
+func attentionInvalidCases() []invalidCase {
+	var z tensor.Tensor
+	inv, foreign, closed := op.ErrInvalidArgument, op.ErrForeignTensor, op.ErrClosed
+	type ae = invalidEnv
+	type aa = attnArgs
+	type ac = attnCall
+	type pc = appendCall
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	return []invalidCase{
+		// q
+		attnInvalid("missing q", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.q = z }),
+		attnInvalid("q I32", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.q = allocZeros(t, e.b, tensor.I32, 3, 4, 8) }),
+		attnInvalid("q rank 2", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.q = a.sv(t, 0, []int{3, 32}, []int{32, 1}) }),
+		attnInvalid("head dim 0", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.q, c.dst = a.sv(t, 0, []int{3, 4, 0}, []int{32, 8, 1}), a.sv(t, 0, []int{3, 4, 0}, []int{32, 8, 1})
+		}),
+		attnInvalid("head dim 257", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.q, c.dst = allocZeros(t, e.b, tensor.F16, 3, 4, 257), allocZeros(t, e.b, tensor.F16, 3, 4, 257)
+			c.kv.K, c.kv.V = allocZeros(t, e.b, tensor.F16, 5, 2, 257), allocZeros(t, e.b, tensor.F16, 5, 2, 257)
+		}),
+		attnInvalid("no heads", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.q = a.sv(t, 0, []int{3, 0, 8}, []int{8, 8, 1}) }),
+		attnInvalid("q head vectors not contiguous", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.q = a.sv(t, 0, []int{3, 4, 8}, []int{64, 16, 2})
+		}),
+		// dst
+		attnInvalid("missing dst", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.dst = z }),
+		attnInvalid("dst BF16", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.dst = a.qBF16 }),
+		attnInvalid("dst shape", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.dst = a.sv(t, 0, []int{3, 4, 7}, []int{28, 7, 1}) }),
+		attnInvalid("dst head vectors not contiguous", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.dst = a.sv(t, 0, []int{3, 4, 8}, []int{64, 16, 2})
+		}),
+		attnInvalid("dst with stride 0", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.dst = view(t, a.dst, 0, []int{3, 4, 8}, []int{0, 8, 1})
+		}),
+		// queryStarts
+		attnInvalid("missing queryStarts", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.qs = z }),
+		attnInvalid("queryStarts F32", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.qs = a.sv32(t, 0, []int{3}, []int{1}) }),
+		attnInvalid("queryStarts rank 2", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.qs = view(t, a.table, 0, []int{1, 3}, []int{3, 1})
+		}),
+		attnInvalid("queryStarts of one element", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.qs = view(t, a.qs, 0, []int{1}, []int{1})
+		}),
+		attnInvalid("queryStarts not contiguous", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.qs = view(t, a.table, 0, []int{3}, []int{2})
+		}),
+		// contiguous keys and values
+		attnInvalid("missing kv.K", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.kv.K = z }),
+		attnInvalid("missing kv.V", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.kv.V = z }),
+		attnInvalid("kv.K BF16", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.kv.K = allocZeros(t, e.b, tensor.BF16, 5, 2, 8) }),
+		attnInvalid("kv.V head vectors not contiguous", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.V = a.sv(t, 0, []int{5, 2, 8}, []int{32, 16, 2})
+		}),
+		attnInvalid("kv.V shape differs from kv.K", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.V = a.sv(t, 0, []int{4, 2, 8}, []int{16, 8, 1})
+		}),
+		attnInvalid("kv head dim differs from q", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.K, c.kv.V = a.sv(t, 0, []int{5, 2, 7}, []int{14, 7, 1}), a.sv(t, 100, []int{5, 2, 7}, []int{14, 7, 1})
+		}),
+		attnInvalid("heads not a multiple of KV heads", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.K, c.kv.V = a.sv(t, 0, []int{5, 3, 8}, []int{24, 8, 1}), a.sv(t, 120, []int{5, 3, 8}, []int{24, 8, 1})
+		}),
+		attnInvalid("contiguous keys of rank 4", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.kv.K, c.kv.V = a.kp, a.vp }),
+		attnInvalid("contiguous keys with Lens", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.kv.Lens = a.lens }),
+		attnInvalid("missing kv.Starts", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.kv.Starts = z }),
+		attnInvalid("kv.Starts length", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.Starts = view(t, a.starts, 0, []int{2}, []int{1})
+		}),
+		attnInvalid("kv.Starts F32", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.kv.Starts = a.sv32(t, 0, []int{3}, []int{1}) }),
+		// paged cache
+		attnInvalid("paged keys of rank 3", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) { c.kv.K, c.kv.V = a.k, a.v }),
+		attnInvalid("paged with kv.Starts", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) { c.kv.Starts = a.starts }),
+		attnInvalid("block table F32", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.BlockTable = a.sv32(t, 0, []int{2, 3}, []int{3, 1})
+		}),
+		attnInvalid("block table rank 1", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.BlockTable = view(t, a.table, 0, []int{6}, []int{1})
+		}),
+		attnInvalid("block table batch", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.BlockTable = view(t, a.table, 0, []int{1, 3}, []int{3, 1})
+		}),
+		attnInvalid("block table rows not contiguous", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.BlockTable = view(t, a.table, 0, []int{2, 2}, []int{3, 2})
+		}),
+		attnInvalid("missing kv.Lens", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) { c.kv.Lens = z }),
+		attnInvalid("kv.Lens length", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.Lens = view(t, a.lens, 0, []int{1}, []int{1})
+		}),
+		attnInvalid("paged head dim differs from q", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.K, c.kv.V = a.sv(t, 0, []int{4, 2, 2, 4}, []int{16, 8, 4, 1}), a.sv(t, 64, []int{4, 2, 2, 4}, []int{16, 8, 4, 1})
+		}),
+		// options
+		attnInvalid("Scale NaN", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.opts.Scale = nan }),
+		attnInvalid("Scale +Inf", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.opts.Scale = inf }),
+		attnInvalid("Window negative", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.opts.Window = -1 }),
+		attnInvalid("Window without Causal", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.opts.Causal, c.opts.Window = false, 4 }),
+		attnInvalid("MaxQueryLen negative", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.opts.MaxQueryLen = -1 }),
+		attnInvalid("MaxKVLen negative", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) { c.opts.MaxKVLen = -1 }),
+		attnInvalid("Mask F16", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.opts.Mask = view(t, a.q, 0, []int{3, 6}, []int{6, 1})
+		}),
+		attnInvalid("Mask rows", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.opts.Mask = view(t, a.mask, 0, []int{2, 6}, []int{6, 1})
+		}),
+		attnInvalid("Mask rank 3", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.opts.Mask = view(t, a.mask, 0, []int{1, 3, 6}, []int{18, 6, 1})
+		}),
+		attnInvalid("Mask columns not contiguous", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.opts.Mask = view(t, a.mask, 0, []int{3, 3}, []int{6, 2})
+		}),
+		attnInvalid("LSE shape", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.opts.LSE = view(t, a.lse, 0, []int{3, 4}, []int{4, 1})
+		}),
+		attnInvalid("LSE F16", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.opts.LSE = view(t, a.q, 0, []int{4, 3}, []int{3, 1})
+		}),
+		attnInvalid("LSE not contiguous", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.opts.LSE = a.sv32(t, 0, []int{4, 3}, []int{6, 2})
+		}),
+		// outputs overlapping
+		attnInvalid("dst overlapping q", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.q, c.dst = a.sv(t, 0, []int{3, 4, 8}, []int{32, 8, 1}), a.sv(t, 8, []int{3, 4, 8}, []int{32, 8, 1})
+		}),
+		attnInvalid("dst is q", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) { c.dst = c.q }),
+		attnInvalid("dst overlapping kv.V", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.V, c.dst = a.sv(t, 0, []int{5, 2, 8}, []int{16, 8, 1}), a.sv(t, 64, []int{3, 4, 8}, []int{32, 8, 1})
+		}),
+		attnInvalid("dst overlapping the block table", inv, true, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.BlockTable = viewAs(t, a.scratch, tensor.I32, 0, []int{2, 3}, []int{3, 1}) // the first 24 bytes
+			c.dst = a.sv(t, 8, []int{3, 4, 8}, []int{32, 8, 1})
+		}),
+		attnInvalid("LSE overlapping dst", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.dst, c.opts.LSE = a.sv(t, 0, []int{3, 4, 8}, []int{32, 8, 1}), viewAs(t, a.scratch, tensor.F32, 45, []int{4, 3}, []int{3, 1})
+		}),
+		attnInvalid("LSE overlapping Mask", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.opts.Mask, c.opts.LSE = a.sv32(t, 0, []int{3, 6}, []int{6, 1}), a.sv32(t, 10, []int{4, 3}, []int{3, 1})
+		}),
+		attnInvalid("LSE with stride 0", inv, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.opts.LSE = view(t, a.lse, 0, []int{4, 3}, []int{0, 1})
+		}),
+		// ownership
+		attnInvalid("foreign q", foreign, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.q = viewAs(t, e.foreign, tensor.F16, 0, []int{1, 4, 8}, []int{32, 8, 1})
+			c.dst = view(t, a.dst, 0, []int{1, 4, 8}, []int{32, 8, 1})
+			c.qs = view(t, a.qs, 0, []int{2}, []int{1}) // [0, 1]: one sequence, one query
+			c.kv.Starts = view(t, a.starts, 0, []int{2}, []int{1})
+			c.opts.Mask, c.opts.LSE = z, z
+		}),
+		attnInvalid("foreign block table", foreign, true, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.BlockTable = asDType(t, view(t, e.foreign, 0, []int{2, 3}, []int{3, 1}), tensor.I32)
+		}),
+		attnInvalid("freed kv.K", closed, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.kv.K, c.kv.V = viewAs(t, e.freed, tensor.F16, 0, []int{2, 2, 8}, []int{16, 8, 1}), a.sv(t, 0, []int{2, 2, 8}, []int{16, 8, 1})
+		}),
+		attnInvalid("freed LSE", closed, false, func(t *testing.T, e *ae, a *aa, c *ac) {
+			c.opts.LSE = view(t, e.freed, 0, []int{4, 3}, []int{3, 1})
+		}),
+		// append-kv
+		appendInvalid("cache without BlockTable", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.cache.BlockTable = z }),
+		appendInvalid("missing cache.K", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.cache.K = z }),
+		appendInvalid("missing k", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.k = z }),
+		appendInvalid("missing v", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.v = z }),
+		appendInvalid("cache I32", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.K, c.cache.V = allocZeros(t, e.b, tensor.I32, 4, 2, 2, 8), allocZeros(t, e.b, tensor.I32, 4, 2, 2, 8)
+		}),
+		appendInvalid("cache rank 3", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.cache.K, c.cache.V = a.k, a.v }),
+		appendInvalid("cache.V shape differs", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.V = a.sv(t, 0, []int{4, 2, 2, 7}, []int{28, 14, 7, 1})
+		}),
+		appendInvalid("cache.V BF16", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.V = allocZeros(t, e.b, tensor.BF16, 4, 2, 2, 8)
+		}),
+		appendInvalid("cache.K head vectors not contiguous", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.K = a.sv(t, 0, []int{4, 2, 2, 8}, []int{64, 32, 16, 2})
+		}),
+		appendInvalid("block table F32", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.BlockTable = a.sv32(t, 0, []int{2, 3}, []int{3, 1})
+		}),
+		appendInvalid("block table rank 1", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.BlockTable = view(t, a.table, 0, []int{6}, []int{1})
+		}),
+		appendInvalid("block table rows not contiguous", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.BlockTable = view(t, a.table, 0, []int{2, 2}, []int{3, 2})
+		}),
+		appendInvalid("k KV heads", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.k = a.sv(t, 0, []int{2, 1, 8}, []int{8, 8, 1}) }),
+		appendInvalid("k head dim", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.k = a.sv(t, 0, []int{2, 2, 7}, []int{14, 7, 1}) }),
+		appendInvalid("k rank 2", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.k = a.sv(t, 0, []int{2, 16}, []int{16, 1}) }),
+		appendInvalid("v BF16", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.v = allocZeros(t, e.b, tensor.BF16, 2, 2, 8) }),
+		appendInvalid("v tokens", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.v = a.sv(t, 0, []int{3, 2, 8}, []int{16, 8, 1}) }),
+		appendInvalid("k head vectors not contiguous", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.k = a.sv(t, 0, []int{2, 2, 8}, []int{32, 16, 2})
+		}),
+		appendInvalid("seqIDs length", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.seqIDs = view(t, a.seqIDs, 0, []int{1}, []int{1}) }),
+		appendInvalid("positions F32", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.positions = a.sv32(t, 0, []int{2}, []int{1}) }),
+		appendInvalid("missing positions", inv, func(t *testing.T, e *ae, a *aa, c *pc) { c.positions = z }),
+		appendInvalid("cache.K overlapping k", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.K, c.k = a.sv(t, 0, []int{4, 2, 2, 8}, []int{32, 16, 8, 1}), a.sv(t, 100, []int{2, 2, 8}, []int{16, 8, 1})
+		}),
+		appendInvalid("cache.V overlapping cache.K", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.K, c.cache.V = a.sv(t, 0, []int{4, 2, 2, 8}, []int{32, 16, 8, 1}), a.sv(t, 64, []int{4, 2, 2, 8}, []int{32, 16, 8, 1})
+		}),
+		appendInvalid("cache.V overlapping the block table", inv, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.BlockTable = viewAs(t, a.scratch, tensor.I32, 0, []int{2, 3}, []int{3, 1}) // the first 24 bytes
+			c.cache.V = a.sv(t, 0, []int{4, 2, 2, 8}, []int{32, 16, 8, 1})
+		}),
+		appendInvalid("foreign k", foreign, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.k = viewAs(t, e.foreign, tensor.F16, 0, []int{2, 2, 8}, []int{16, 8, 1})
+		}),
+		appendInvalid("freed cache.V", closed, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.cache.K = a.sv(t, 0, []int{1, 2, 2, 8}, []int{32, 16, 8, 1})
+			c.cache.V = viewAs(t, e.freed, tensor.F16, 0, []int{1, 2, 2, 8}, []int{32, 16, 8, 1})
+		}),
+		appendInvalid("freed seqIDs", closed, func(t *testing.T, e *ae, a *aa, c *pc) {
+			c.seqIDs = asDType(t, view(t, e.freed, 0, []int{2}, []int{1}), tensor.I32)
+		}),
 	}
 }

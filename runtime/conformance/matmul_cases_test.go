@@ -200,13 +200,39 @@ func newRowsInput(rng *rand.Rand, dt tensor.DType, shape []int, l layout, gen fu
 // NaN floats and NaN block scales), and returns it with its values as
 // tensor.Dequantize decodes them, row-major.
 func newWeights(rng *rand.Rand, dt tensor.DType, n, k int, l layout) (*hostTensor, []float64) {
-	shape := []int{n, k}
 	if !dt.IsQuantized() {
-		h := newRowsInput(rng, dt, shape, l, uniform(rng, -1, 1))
+		h := newRowsInput(rng, dt, []int{n, k}, l, uniform(rng, -1, 1))
 		return h, h.values()
 	}
-	strides, offset, baseElems := rowsPlace(rng, dt, shape, l)
+	strides, offset, baseElems := rowsPlace(rng, dt, []int{n, k}, l)
+	return newWeightsAt(rng, dt, n, k, strides, offset, baseElems)
+}
+
+// newWeightsLike makes a second weight matrix laid out exactly as like (the
+// SwiGLU up projection, which shares the gate's row stride).
+func newWeightsLike(rng *rand.Rand, like *hostTensor) (*hostTensor, []float64) {
+	return newWeightsAt(rng, like.dt, like.shape[0], like.shape[1], like.strides, like.offset, like.baseElems())
+}
+
+// newWeightsAt is newWeights with the layout given.
+func newWeightsAt(rng *rand.Rand, dt tensor.DType, n, k int, strides []int, offset, baseElems int) (*hostTensor, []float64) {
+	shape := []int{n, k}
 	h := &hostTensor{dt: dt, shape: shape, strides: strides, offset: offset, base: poison(dt, baseElems)}
+	if !dt.IsQuantized() {
+		gen := uniform(rng, -1, 1)
+		for _, e := range h.elemIndices() {
+			v := float32(gen())
+			switch dt {
+			case tensor.F32:
+				binary.LittleEndian.PutUint32(h.base[4*e:], math.Float32bits(v))
+			case tensor.F16:
+				binary.LittleEndian.PutUint16(h.base[2*e:], tensor.F32ToF16(v))
+			case tensor.BF16:
+				binary.LittleEndian.PutUint16(h.base[2*e:], tensor.F32ToBF16(v))
+			}
+		}
+		return h, h.values()
+	}
 	gen := uniform(rng, -1, 1)
 	be, bb := dt.BlockElems(), dt.BlockBytes()
 	vals := make([]float32, k)
@@ -261,7 +287,7 @@ func newMatMulCase(rng *rand.Rand, cfg matmulConfig) *opCase {
 	strides, offset, baseElems := rowsPlace(rng, cfg.xt, outShape, cfg.dstRows)
 	c.dst = &hostTensor{dt: cfg.xt, shape: outShape, strides: strides, offset: offset, base: poison(cfg.xt, baseElems)}
 	if cfg.swiglu {
-		up, uv := newWeights(rng, cfg.wt, n, k, cfg.wRows)
+		up, uv := newWeightsLike(rng, w)
 		u, uAbs := refMatMul(xv, uv, m, n, k)
 		c.op = op.NameMatMulSwiGLU
 		c.inputs = []*hostTensor{x, w, up}

@@ -312,3 +312,94 @@ func MatMulTolerance(opName string, act tensor.DType, sumAbs float64, vsCPU bool
 			opName, act, against, c*sumAbs),
 	}
 }
+
+// Attention (op.NameAttention) is checked two ways, both from each case's
+// data rather than a fixed table entry.
+//
+// Against the float64 reference, by the rule: a backend's largest
+// error may be at most twice that of a naive implementation at the same
+// precision, computed in the test from the same (rounded) inputs — scores,
+// softmax and P·V in float32, and for F16 and BF16 the unnormalised
+// probabilities exp(s − max) rounded to that dtype before P·V, as
+// FlashAttention does on tensor cores — plus one ulp of the output dtype at
+// the largest reference value (AttentionErrorBound). The log-sum-exp output
+// follows the same rule in float32.
+//
+// Against the CPU (every other backend), element by element
+// (AttentionTolerance, AttentionLSETolerance): see there.
+
+// attentionScoreCoeff bounds the float32 rounding of one score, per unit of
+// S = |scale|·Σₜ|q·k| + |mask|: a sum of at most 256 products rounded in any
+// order (with or without fused multiply-adds) is within 256·2⁻²⁴ = 2⁻¹⁶ of
+// S; typical errors are far smaller.
+const attentionScoreCoeff = 1.0 / (1 << 16)
+
+// ulpOf is one ulp at 1 of a float dtype: 2⁻²³ for F32, 2⁻¹⁰ for F16, 2⁻⁷
+// for BF16.
+func ulpOf(dt tensor.DType) float64 {
+	switch dt {
+	case tensor.F16:
+		return ulpF16
+	case tensor.BF16:
+		return ulpBF16
+	}
+	return 1.0 / (1 << 23)
+}
+
+// AttentionErrorBound is the largest error against the float64 reference
+// that the accuracy rule allows a backend: 2·naiveMaxErr + ulp(dt)·maxAbsRef,
+// where naiveMaxErr is the largest error of the naive implementation at dt's
+// precision over the case and maxAbsRef the largest |reference value|.
+// The ulp term keeps the rule meaningful where the naive implementation
+// happens to be exact (a single key, equal values) and covers a final
+// rounding that falls the other way.
+func AttentionErrorBound(dt tensor.DType, naiveMaxErr, maxAbsRef float64) float64 {
+	return 2*naiveMaxErr + ulpOf(dt)*maxAbsRef
+}
+
+// AttentionTolerance is the tolerance of another backend's attention output
+// (dtype dt) compared with the CPU's, where maxAbsV is the largest |value|
+// and maxScoreAbs the largest S = |scale|·Σₜ|q·k| + |mask| over the visible
+// keys. The two differ by:
+//
+//   - the order of the score sums (and fused multiply-adds): each score
+//     within c·S (c = 2⁻¹⁶), moving each probability by a factor within
+//     e^{±2c·S} after the shift by the maximum: at most 2c·S·max|v| in the
+//     output;
+//   - the GPU rounding the probabilities to dt before P·V (F16, BF16; the CPU
+//     keeps float32): half an ulp of dt per probability, at most
+//     ulp(dt)/2·max|v| in the output;
+//   - device exp and float32 sums of the denominator in another order:
+//     a few ulps of float32, 2⁻²⁰·max|v|;
+//   - the final rounding to dt, which can fall to neighbouring values: one
+//     ulp of the output (RTol).
+//
+// MaxNMSE is dt's default.
+func AttentionTolerance(dt tensor.DType, maxAbsV, maxScoreAbs float64) Tolerance {
+	pRounding := 0.0
+	if dt == tensor.F16 || dt == tensor.BF16 {
+		pRounding = ulpOf(dt) / 2
+	}
+	return Tolerance{
+		ATol:    maxAbsV * (2*attentionScoreCoeff*maxScoreAbs + pRounding + 1.0/(1<<20)),
+		RTol:    ulpOf(dt),
+		MaxNMSE: baseTolerances[dt].MaxNMSE,
+		Why: fmt.Sprintf("attention %v against the CPU: scores in another order (2·2⁻¹⁶·S, S = %.3g), "+
+			"probabilities rounded to %v on the GPU, device exp, all times max|v| = %.3g; one ulp of the output",
+			dt, maxScoreAbs, dt, maxAbsV),
+	}
+}
+
+// AttentionLSETolerance is the tolerance of another backend's log-sum-exp
+// (F32) compared with the CPU's: the scores' rounding moves the maximum and
+// the weighted mean of the scores by at most c·S each (2c·S in all), and
+// the denominator's sum and logarithm add a few ulps of float32.
+func AttentionLSETolerance(maxScoreAbs float64) Tolerance {
+	return Tolerance{
+		ATol:    2*attentionScoreCoeff*maxScoreAbs + 1e-6,
+		RTol:    4.0 / (1 << 23),
+		MaxNMSE: baseTolerances[tensor.F32].MaxNMSE,
+		Why: fmt.Sprintf("attention log-sum-exp against the CPU: scores in another order (2·2⁻¹⁶·S, S = %.3g), "+
+			"the denominator's sum and log: a few ulps", maxScoreAbs),
+	}
+}

@@ -446,7 +446,7 @@ func TestMatMulLayouts(t *testing.T) {
 					}
 					name := fmt.Sprintf("%v/x%v/outer%v/swiglu%v", wt, xt, outer, swiglu)
 					w, wv := randomWeights(t, b, rng, wt, n, k, 1)
-					wUp, uv := randomWeights(t, b, rng, wt, n, k, 0)
+					wUp, uv := randomWeights(t, b, rng, wt, n, k, 1) // laid out as w: the pair shares one row stride
 					// x: rows of k inside rows of k+5 elements, starting at row 1, column 2.
 					xRow := k + 5
 					xBuf := make([]float32, (m+2)*xRow)

@@ -370,6 +370,21 @@ func TestEveryOpLaunchesAKernel(t *testing.T) {
 		{"matmul swiglu", func() error {
 			return b.MatMulSwiGLU(alloc(tensor.F16, 2, 48), alloc(tensor.F16, 2, 256), alloc(tensor.Q4_0, 48, 256), alloc(tensor.Q4_0, 48, 256))
 		}},
+		{"attention prefill", func() error {
+			q := alloc(tensor.F16, 32, 4, 64)
+			kv := op.AttentionKV{K: alloc(tensor.F16, 32, 1, 64), V: alloc(tensor.F16, 32, 1, 64), Starts: alloc(tensor.I32, 2)}
+			return b.Attention(alloc(tensor.F16, 32, 4, 64), q, alloc(tensor.I32, 2), kv, op.AttentionOptions{Causal: true})
+		}},
+		{"attention decode paged", func() error {
+			q := alloc(tensor.BF16, 2, 8, 128)
+			kv := op.AttentionKV{K: alloc(tensor.BF16, 16, 16, 2, 128), V: alloc(tensor.BF16, 16, 16, 2, 128),
+				BlockTable: alloc(tensor.I32, 2, 8), Lens: alloc(tensor.I32, 2)}
+			return b.Attention(alloc(tensor.BF16, 2, 8, 128), q, alloc(tensor.I32, 3), kv, op.AttentionOptions{Causal: true, MaxQueryLen: 1})
+		}},
+		{"append kv", func() error {
+			cache := op.AttentionKV{K: alloc(tensor.F16, 4, 16, 2, 64), V: alloc(tensor.F16, 4, 16, 2, 64), BlockTable: alloc(tensor.I32, 1, 4)}
+			return b.AppendKV(cache, alloc(tensor.F16, 3, 2, 64), alloc(tensor.F16, 3, 2, 64), alloc(tensor.I32, 3), alloc(tensor.I32, 3))
+		}},
 		{"probe read", func() error { return b.ProbeRead(src) }},
 		{"probe copy", func() error { return b.ProbeCopy(dst, src) }},
 	}

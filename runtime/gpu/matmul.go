@@ -1,7 +1,6 @@
 package gpu
 
 import (
-	"github.com/kiln-gpu/kiln/cuda"
 	"github.com/kiln-gpu/kiln/kernels"
 	"github.com/kiln-gpu/kiln/runtime/op"
 	"github.com/kiln-gpu/kiln/runtime/tensor"
@@ -45,30 +44,27 @@ func (b *Backend) matMulArgs(name string, s op.MatMulShape, dst, x, w, wUp tenso
 		YRowStride: s.YRowStride,
 		WType:      w.DType(),
 	}
-	var err error
-	resolve := func(arg string, t tensor.Tensor, p *cuda.DevicePtr) {
-		if err != nil || t.IsZero() {
-			return
-		}
-		var buf *deviceBuffer
-		if buf, err = b.buffer(name, arg, t); err == nil {
-			*p = b.ptr(buf, t)
-		}
-	}
-	resolve("dst", dst, &a.Y)
-	resolve("x", x, &a.X)
+	r := resolver{b: b, name: name}
+	a.Y, a.X = r.ptr("dst", dst), r.ptr("x", x)
 	if wUp.IsZero() {
-		resolve("w", w, &a.W)
+		a.W = r.ptr("w", w)
 	} else {
-		resolve("wGate", w, &a.W)
-		resolve("wUp", wUp, &a.WUp)
+		a.W, a.WUp = r.ptr("wGate", w), r.ptr("wUp", wUp)
 	}
-	// W is [n, k] with contiguous rows; its row stride is that of dimension 0.
-	a.WRowStride = w.Stride(0)
+	// W is [n, k] with contiguous rows; its row stride is that of dimension
+	// 0. The kernels read both SwiGLU weights at this one stride, which
+	// op.CheckMatMulSwiGLU guarantees they share.
+	a.WRowStride = weightRowStride(w)
+	return a, r.err
+}
+
+// weightRowStride is the distance in elements between the rows of a weight
+// [n, k] (a single row: its length).
+func weightRowStride(w tensor.Tensor) int {
 	if w.Dim(0) == 1 {
-		a.WRowStride = w.Dim(1)
+		return w.Dim(1)
 	}
-	return a, err
+	return w.Stride(0)
 }
 
 func (b *Backend) runMatMul(name string, a kernels.MatMulArgs) error {

@@ -127,3 +127,18 @@ func TestMatMulRefusesAliasingAndNamesTheBlock(t *testing.T) {
 		t.Errorf("k = 48 with Q8_0: %v", err)
 	}
 }
+
+func TestSwiGLUWeightsShareOneRowStride(t *testing.T) {
+	buf := fakeBuf(1 << 20)
+	x := mustView(t, buf, tensor.F32, 0, []int{2, 32}, []int{32, 1})
+	gate := mustView(t, buf, tensor.F32, 1024, []int{4, 32}, []int{32, 1})
+	upWide := mustView(t, buf, tensor.F32, 4096, []int{4, 32}, []int{40, 1})
+	dst := mustView(t, buf, tensor.F32, 16384, []int{2, 4}, []int{4, 1})
+	if _, err := CheckMatMulSwiGLU(dst, x, gate, upWide); !errors.Is(err, ErrInvalidArgument) || !strings.Contains(err.Error(), "wUp: row stride 40") {
+		t.Errorf("wUp rows 40 apart, wGate's 32: %v", err)
+	}
+	up := mustView(t, buf, tensor.F32, 4096, []int{4, 32}, []int{32, 1})
+	if _, err := CheckMatMulSwiGLU(dst, x, gate, up); err != nil {
+		t.Errorf("matching strides: %v", err)
+	}
+}

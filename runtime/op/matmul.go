@@ -112,6 +112,10 @@ func checkMatMulOperands(name string, dst, x tensor.Tensor, ws ...namedTensor) (
 			if w.t.DType() != first.t.DType() || !tensor.SameShape(w.t, first.t) {
 				return s, argErr(name, w.arg, "%v %v differs from %s's %v %v", w.t.DType(), w.t.Shape(), first.arg, first.t.DType(), first.t.Shape())
 			}
+			// The fused kernels walk both weights with one row stride.
+			if s.N > 1 && w.t.Stride(0) != first.t.Stride(0) {
+				return s, argErr(name, w.arg, "row stride %d elements differs from %s's %d; the pair must be laid out alike", w.t.Stride(0), first.arg, first.t.Stride(0))
+			}
 		}
 	}
 	want := x.Shape()
@@ -180,7 +184,7 @@ func CheckMatMul(dst, x, w tensor.Tensor, opts MatMulOptions) (MatMulShape, erro
 }
 
 // CheckMatMulSwiGLU validates MatMulSwiGLU (Y = silu(X·Wgᵀ) ⊙ (X·Wuᵀ)): the
-// gate and up weights have one dtype and shape [n, k].
+// gate and up weights have one dtype, shape [n, k] and row stride.
 func CheckMatMulSwiGLU(dst, x, wGate, wUp tensor.Tensor) (MatMulShape, error) {
 	return checkMatMulOperands(NameMatMulSwiGLU, dst, x, namedTensor{"wGate", wGate}, namedTensor{"wUp", wUp})
 }

@@ -7,9 +7,17 @@ Usage:
 
 Both files have the schema of `kiln bench -json`: {"tool", "device", "backend",
 "commit", "date", "results": [{"name", "iterations", "seconds" (median per
-iteration), "bytes", "flops", "gbps", "tflops"}]}; a peer may add "impl" and
-"note" to a result and "errors"/"unsupported"/"skipped" lists at the top. A
-kiln result with an "error" field is a case that failed: it shows as "error".
+iteration), "bytes", "flops", "gbps", "tflops"}]}; a peer may add "impl",
+"note" and "variant" to a result and "errors"/"unsupported"/"refused"/"skipped"
+lists at the top. A kiln result with an "error" field is a case that failed: it
+shows as "error".
+
+A peer may time one case several ways, each result naming its "variant" (the
+attention cases: torch SDPA with the FLASH and with the CUDNN backend): the
+case then gets one row per variant, labelled "<name> [<variant>]", each with
+kiln's time and the ratio to that variant. A variant the peer's backend
+refused ("refused": [{"name", "variant", "reason"}]) shows "refused" and the
+reason.
 
 Per case (kiln's order, then cases only the peer has):
   * kiln and peer: median time per iteration; "—" where one side has no result;
@@ -48,13 +56,24 @@ class InputError(Exception):
 
 @dataclasses.dataclass
 class Loaded:
-    """One bench JSON file, read and checked."""
+    """One bench JSON file, read and checked. Results and errors are keyed by
+    (name, variant), variant None for a result without one."""
 
     header: dict  # everything but "results"
-    results: dict  # name -> result, usable ones only
-    errors: dict  # name -> why, for cases that failed or were left out
-    order: list  # every case name in the file's order
+    results: dict  # (name, variant) -> result, usable ones only
+    errors: dict  # (name, variant) -> why, for cases that failed, were refused or left out
+    order: list  # every (name, variant) in the file's order
     problems: list  # what was wrong with the file's entries
+
+
+def variant_of(r: dict):
+    v = r.get("variant")
+    return str(v) if v else None
+
+
+def label(key: tuple) -> str:
+    name, variant = key
+    return name if variant is None else f"{name} [{variant}]"
 
 
 def load(path: str) -> Loaded:
@@ -72,43 +91,48 @@ def load(path: str) -> Loaded:
     if not isinstance(results, list):
         raise InputError(f"{path}: no 'results' list")
     problems: list[str] = []
-    by_name: dict[str, dict] = {}
-    errors: dict[str, str] = {}
+    by_key: dict[tuple, dict] = {}
+    errors: dict[tuple, str] = {}
     for i, r in enumerate(results):
         where = f"{path}: results[{i}]"
         if not isinstance(r, dict) or not isinstance(r.get("name"), str) or not r["name"]:
             problems.append(f"{where}: no name; left out")
             continue
+        key = (r["name"], variant_of(r))
         if r.get("error"):
             # kiln bench reports a case that failed this way (bench.Result.Error).
-            errors.setdefault(r["name"], str(r["error"]))
+            errors.setdefault(key, str(r["error"]))
             continue
-        where += f" ({r['name']})"
+        where += f" ({label(key)})"
         secs = r.get("seconds")
         if not isinstance(secs, (int, float)) or isinstance(secs, bool) or not math.isfinite(secs) or secs <= 0:
             problems.append(f"{where}: seconds {secs!r} is not a positive number; left out")
             continue
-        for key in ("bytes", "flops"):
-            v = r.get(key, 0)
+        for field in ("bytes", "flops"):
+            v = r.get(field, 0)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                problems.append(f"{where}: {key} {v!r} is not a non-negative number; taken as 0")
-                r[key] = 0
-        if r["name"] in by_name:
+                problems.append(f"{where}: {field} {v!r} is not a non-negative number; taken as 0")
+                r[field] = 0
+        if key in by_key:
             problems.append(f"{where}: duplicate name; the first one is kept")
             continue
-        by_name[r["name"]] = r
+        by_key[key] = r
     header = {k: v for k, v in data.items() if k != "results"}
     for e in header.get("errors") or []:  # ops_torch.py lists failed cases here
         if isinstance(e, dict) and isinstance(e.get("name"), str):
-            errors.setdefault(e["name"], str(e.get("error", "error")))
-    for key, why in (("unsupported", "no peer builder"), ("skipped", "skipped for time")):
-        for name in header.get(key) or []:
+            errors.setdefault((e["name"], variant_of(e)), str(e.get("error", "error")))
+    for e in header.get("refused") or []:  # an SDPA backend without a kernel for the shape
+        if isinstance(e, dict) and isinstance(e.get("name"), str):
+            errors.setdefault((e["name"], variant_of(e)), "refused: " + str(e.get("reason", "")))
+    for list_key, why in (("unsupported", "no peer builder"), ("skipped", "skipped for time")):
+        for name in header.get(list_key) or []:
             if isinstance(name, str):
-                errors.setdefault(name, why)
+                errors.setdefault((name, None), why)
     # File order of the cases shown: usable results and failed cases.
-    order = [r["name"] for r in results if isinstance(r, dict) and (r.get("name") in by_name or r.get("name") in errors)]
+    order = [(r["name"], variant_of(r)) for r in results if isinstance(r, dict) and isinstance(r.get("name"), str)]
+    order = [k for k in order if k in by_key or k in errors]
     order = list(dict.fromkeys(order + list(errors)))
-    return Loaded(header, by_name, errors, order, problems)
+    return Loaded(header, by_key, errors, order, problems)
 
 
 def gbps(r: dict) -> float:
@@ -151,10 +175,10 @@ def fmt_achieved(r: dict) -> str:
     return f"{tflops(r):.1f} TFLOP/s"
 
 
-def probe(results: dict[str, dict]) -> dict | None:
-    for name in results:
-        if name.startswith("probe/read/"):
-            return results[name]
+def probe(results: dict[tuple, dict]) -> dict | None:
+    for key in results:
+        if key[0].startswith("probe/read/"):
+            return results[key]
     return None
 
 
@@ -195,13 +219,13 @@ def build_table(kiln_path, peer_paths) -> tuple[str, bool, bool]:
         problems += loaded.problems
         peer_heads.append(loaded.header)
         peer_order += loaded.order
-        for name, r in loaded.results.items():
-            if name in peer:
-                problems.append(f"{path}: {name} already given by an earlier peer file; the first one is kept")
+        for key, r in loaded.results.items():
+            if key in peer:
+                problems.append(f"{path}: {label(key)} already given by an earlier peer file; the first one is kept")
                 continue
-            peer[name] = r
-        for name, why in loaded.errors.items():
-            peer_errors.setdefault(name, why)
+            peer[key] = r
+        for key, why in loaded.errors.items():
+            peer_errors.setdefault(key, why)
     problems = unusable + problems
 
     peer_name = "/".join(sorted({str(h.get("tool", "peer")) for h in peer_heads})) or "peer"
@@ -234,14 +258,33 @@ def build_table(kiln_path, peer_paths) -> tuple[str, bool, bool]:
     lines.append(f"| case | kiln | {peer_name} | speed | kiln achieved | % probe | {peer_name} achieved | note |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---|")
 
-    names = list(dict.fromkeys(kiln_order + peer_order))
-    impls = []
+    # One row per case and peer variant: cases in kiln's order, then those
+    # only the peer has; a case's variants in the peer's order.
+    names = list(dict.fromkeys([n for n, _ in kiln_order] + [n for n, _ in peer_order]))
+    peer_variants: dict[str, list] = {}
+    for n, v in peer_order:
+        peer_variants.setdefault(n, [])
+        if v not in peer_variants[n]:
+            peer_variants[n].append(v)
+    rows = []
     for name in names:
-        k, p = kiln.get(name), peer.get(name)
+        variants = [v for v in peer_variants.get(name, []) if v is not None] or [None]
+        rows += [(name, v) for v in variants]
+    impls = []
+    for name, variant in rows:
+        key = (name, variant)
+        k, p = kiln.get((name, None)), peer.get(key)
+        p_err = peer_errors.get(key) or peer_errors.get((name, None))
         notes = []
-        k_time = fmt_time(k["seconds"]) if k else ("error" if name in kiln_errors else "—")
-        p_time = fmt_time(p["seconds"]) if p else ("error" if name in peer_errors and
-                                                      not peer_errors[name].startswith(("no peer", "skipped")) else "—")
+        k_time = fmt_time(k["seconds"]) if k else ("error" if (name, None) in kiln_errors else "—")
+        if p:
+            p_time = fmt_time(p["seconds"])
+        elif p_err and p_err.startswith("refused"):
+            p_time = "refused"
+        elif p_err and not p_err.startswith(("no peer", "skipped")):
+            p_time = "error"
+        else:
+            p_time = "—"
         speed = f"{p['seconds'] / k['seconds']:.2f}×" if k and p else "—"
         k_ach = fmt_achieved(k) if k else "—"
         p_ach = fmt_achieved(p) if p else "—"
@@ -250,17 +293,17 @@ def build_table(kiln_path, peer_paths) -> tuple[str, bool, bool]:
             pct = f"{100 * gbps(k) / gbps(ref_probe):.0f}%"
         if k:
             notes += consistency(k, "kiln")
-        elif name in kiln_errors:
-            notes.append(f"kiln: {kiln_errors[name][:160]}")
+        elif (name, None) in kiln_errors:
+            notes.append(f"kiln: {kiln_errors[(name, None)][:160]}")
         if p:
             notes += consistency(p, peer_name)
             if p.get("note"):
                 notes.append(str(p["note"]))
             if p.get("impl"):
-                impls.append(f"- {name}: {p['impl']}")
-        elif name in peer_errors:
-            notes.append(f"{peer_name}: {peer_errors[name][:160]}")
-        lines.append(f"| {cell(name)} | {k_time} | {p_time} | {speed} | {k_ach} | {pct} | {p_ach} | "
+                impls.append(f"- {label(key)}: {p['impl']}")
+        elif p_err:
+            notes.append(f"{peer_name}: {p_err[:240]}")
+        lines.append(f"| {cell(label(key))} | {k_time} | {p_time} | {speed} | {k_ach} | {pct} | {p_ach} | "
                      f"{cell('; '.join(notes))} |")
     if not names:
         lines.append("| (no results) | — | — | — | — | — | — | |")

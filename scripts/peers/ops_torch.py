@@ -17,6 +17,22 @@ Cases are named as kiln names them; the name carries the shape:
     matmul/<wtype>/m<M>n<N>k<K>     torch bf16 x @ w.T (x [M, K], w [N, K]) whatever the wtype:
                                     the peer of kiln's quantized matmul is bf16 cuBLAS; the
                                     cases of one shape share one timing (see SHARE_KEYS)
+    attention/prefill/<dtype>/d<D>-<causal|full>/b<B>s<S>
+                                    F.scaled_dot_product_attention, B sequences of S tokens,
+                                    hidden 2048 (2048/D heads), q, k, v [B, S, H, D] seen as
+                                    [B, H, S, D]; FLOPs 4·B·S²·2048, halved for causal
+    attention/decode/<dtype>/h<H>kv<KV>d<D>/b<B>kv<L>
+                                    SDPA of one query per sequence over L keys, H query heads,
+                                    KV heads, contiguous KV (torch has no paged SDPA: kiln's
+                                    case reads a paged cache); GQA through enable_gqa=True
+                                    where the backend takes it (else the heads as they are,
+                                    else KV heads repeated: the note says which)
+
+The attention cases run twice, once per SDPA backend (VARIANTS: FLASH and
+CUDNN, each under torch.nn.attention.sdpa_kernel for the whole timing): their
+results carry "variant", and join.py shows one row per variant. A backend that
+refuses a shape (no kernel for it: head dim 256 on some builds, GQA, the CPU
+for CUDNN) is listed under "refused" with torch's reasons, not failed on.
 
 CASES below is the list run by default (the foundation's cases, full size);
 QUICK_CASES is a small version for --quick (a smoke test, also on the CPU).
@@ -43,18 +59,20 @@ Output JSON (the schema of `kiln bench -json`, plus fields kiln ignores):
      "results": [{"name", "iterations", "seconds" (median), "seconds_min",
                   "seconds_max" (of the batches), "bytes", "flops", "gbps",
                   "tflops", "sets", "impl" (what torch ran),
-                  "note" (e.g. a substitute)}],
-     "errors": [{"name", "error"}], "unsupported": [names],
+                  "note" (e.g. a substitute), "variant" (attention: FLASH or CUDNN)}],
+     "errors": [{"name", "error", "variant"?}], "unsupported": [names],
+     "refused": [{"name", "variant", "reason"}],
      "skipped": [names left out for --time-limit]}
 
-Exit status: 0 when every case ran; 1 when a case failed or was skipped for
-time (the JSON is written all the same); 2 for a usage error, or CUDA asked
-for and not available.
+Exit status: 0 when every case ran or was refused by an SDPA backend; 1 when a
+case failed or was skipped for time (the JSON is written all the same); 2 for
+a usage error, or CUDA asked for and not available.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -64,6 +82,7 @@ import platform
 import re
 import sys
 import time
+import warnings
 from typing import Callable
 
 try:
@@ -99,6 +118,17 @@ CASES = [
     for wt in ("F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_K", "Q6_K")
     for m in (1, 4, 16, 512)
     for n, k in ((4096, 4096), (14336, 4096), (4096, 14336), (128256, 4096))
+] + [
+    # As bench/attention.go registers them: the FlashAttention-3 forward grid
+    # (16k tokens, hidden 2048) and the decode grid (64/8 heads of 128).
+    f"attention/prefill/F16/d{d}-{mode}/b{16384 // s}s{s}"
+    for d in (64, 128, 256)
+    for mode in ("causal", "full")
+    for s in (512, 1024, 2048, 4096, 8192, 16384)
+] + [
+    f"attention/decode/F16/h64kv8d128/b{b}kv{kv}"
+    for b in (1, 8, 32, 128)
+    for kv in (2048, 8192, 32768)
 ]
 
 # The same families at small sizes, for --quick.
@@ -120,6 +150,8 @@ QUICK_CASES = [
     "matmul/Q4_K/m1n256k256",
     "matmul/BF16/m1n256k256",
     "matmul/Q4_0/m16n512k256",
+    "attention/prefill/F16/d64-causal/b2s128",
+    "attention/decode/F16/h8kv2d64/b2kv256",
 ]
 
 # Weight types of kiln's matmul cases (op.MatMulWeightTypes).
@@ -130,12 +162,18 @@ EMBEDDING_ROWS = 128256
 ROPE_BASE = 10000.0
 RMSNORM_EPS = 1e-6
 LAYERNORM_EPS = 1e-5
+# kiln's attention prefill cases have hidden = heads · head dim = 2048.
+ATTENTION_HIDDEN = 2048
 
 DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
 
 
 class CaseError(ValueError):
     """A case name that does not parse or that torch cannot run."""
+
+
+class BackendRefused(CaseError):
+    """An SDPA backend that has no kernel for a case's shape (reported, not failed on)."""
 
 
 @dataclasses.dataclass
@@ -148,6 +186,9 @@ class Bench:
     impl: str = ""
     note: str = ""
     max_sets: int = 0  # 0: MAX_SETS
+    # context, when set, makes the context manager the timing runs inside
+    # (the SDPA backend selection), entered once rather than per iteration.
+    context: Callable[[], contextlib.AbstractContextManager] | None = None
 
 
 class Context:
@@ -385,6 +426,134 @@ def build_matmul(ctx: Context, args: list[str], what: str) -> Bench:
                  max_sets=32)  # as kiln's matmul cases: sets spanning the footprint
 
 
+def sdpa_backend(variant: str, what: str):
+    """The torch.nn.attention.SDPBackend member named variant (FLASH or CUDNN)."""
+    try:
+        from torch.nn.attention import SDPBackend
+    except ImportError:
+        raise BackendRefused(f"{what}: torch {torch.__version__} has no torch.nn.attention.SDPBackend") from None
+    member = {"FLASH": "FLASH_ATTENTION", "CUDNN": "CUDNN_ATTENTION"}.get(variant)
+    backend = getattr(SDPBackend, member, None) if member else None
+    if backend is None:
+        raise BackendRefused(f"{what}: torch {torch.__version__} has no SDPBackend.{member or variant}")
+    return backend
+
+
+def sdpa_context(backend) -> Callable[[], contextlib.AbstractContextManager]:
+    from torch.nn.attention import sdpa_kernel
+    return lambda: sdpa_kernel(backend)
+
+
+def sdpa_refusal(fn: Callable[[], object], context: Callable[[], contextlib.AbstractContextManager]) -> str | None:
+    """Runs fn once under context; returns why the backend refused it (torch's
+    warnings name the reasons), or None when it ran. Other errors propagate."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with context():
+                fn()
+        except RuntimeError as exc:
+            # CUDA: "No available kernel. Aborting execution."; the CPU: "No
+            # viable backend for scaled_dot_product_attention was found ...".
+            text = str(exc).lower()
+            if "no available kernel" not in text and "no viable backend" not in text:
+                raise
+            reasons = [str(w.message).strip().replace("\n", " ") for w in caught]
+            return "; ".join(dict.fromkeys(r for r in reasons if r)) or str(exc)
+        except TypeError as exc:  # an older torch without an argument (enable_gqa)
+            return f"TypeError: {exc}"
+    return None
+
+
+def parse_re(pattern: str, text: str, like: str, what: str) -> tuple[int, ...] | tuple[str, ...]:
+    m = re.fullmatch(pattern, text)
+    if not m:
+        raise CaseError(f"{what}: {text!r} is not like {like}")
+    return m.groups()
+
+
+def build_attention_prefill(ctx: Context, args: list[str], what: str, variant: str = "FLASH") -> Bench:
+    """SDPA over batch sequences of seq tokens with the given backend, as kiln's prefill cases."""
+    if len(args) != 3:
+        raise CaseError(f"{what}: expected attention/prefill/<dtype>/d<D>-<causal|full>/b<B>s<S>")
+    dt = parse_dtype(args[0], what)
+    d_text, mode = parse_re(r"d(\d+)-(causal|full)", args[1], "d128-causal", what)
+    batch, seq = (int(x) for x in parse_re(r"b(\d+)s(\d+)", args[2], "b8s2048", what))
+    d = int(d_text)
+    if d <= 0 or ATTENTION_HIDDEN % d or batch <= 0 or seq <= 0:
+        raise CaseError(f"{what}: head dim {d} must divide the hidden size {ATTENTION_HIDDEN}; batch and seqlen positive")
+    heads, causal = ATTENTION_HIDDEN // d, mode == "causal"
+    context = sdpa_context(sdpa_backend(variant, what))
+    # kiln packs q as [tokens, heads, d]; torch sees the same memory as [b, h, s, d].
+    q, k, v = (ctx.randn((batch, seq, heads, d), dt).transpose(1, 2) for _ in range(3))
+
+    def fn():
+        return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+
+    why = sdpa_refusal(fn, context)
+    if why is not None:
+        raise BackendRefused(f"{variant} refuses d{d} {mode} b{batch}s{seq}: {why}")
+    flops = 4 * batch * seq * seq * ATTENTION_HIDDEN // (2 if causal else 1)
+    return Bench(fn, bytes=4 * nbytes(q), flops=flops, context=context,
+                 impl=f"F.scaled_dot_product_attention(is_causal={causal}) under sdpa_kernel(SDPBackend.{variant}), "
+                      f"q, k, v [b, s, h, d] seen as [b, h, s, d]")
+
+
+def build_attention_decode(ctx: Context, args: list[str], what: str, variant: str = "FLASH") -> Bench:
+    """SDPA of one query per sequence over contiguous KV with the given backend (kiln's decode
+    cases read a paged cache; torch has no paged SDPA)."""
+    if len(args) != 3:
+        raise CaseError(f"{what}: expected attention/decode/<dtype>/h<H>kv<KV>d<D>/b<B>kv<L>")
+    dt = parse_dtype(args[0], what)
+    heads, kv_heads, d = (int(x) for x in parse_re(r"h(\d+)kv(\d+)d(\d+)", args[1], "h64kv8d128", what))
+    batch, kv_len = (int(x) for x in parse_re(r"b(\d+)kv(\d+)", args[2], "b8kv8192", what))
+    if min(heads, kv_heads, d, batch, kv_len) <= 0 or heads % kv_heads:
+        raise CaseError(f"{what}: heads {heads} must be a positive multiple of KV heads {kv_heads}")
+    context = sdpa_context(sdpa_backend(variant, what))
+    group = heads // kv_heads
+    q = ctx.randn((batch, heads, 1, d), dt)
+    k = ctx.randn((batch, kv_heads, kv_len, d), dt)
+    v = ctx.randn((batch, kv_heads, kv_len, d), dt)
+    kv_bytes = nbytes(k) + nbytes(v)
+    common = dict(bytes=kv_bytes + 2 * nbytes(q), flops=4 * batch * heads * kv_len * d, context=context)
+    base_note = "peer: contiguous KV (torch SDPA has no paged cache; kiln reads pages of 64 through a block table)"
+    impl = f"F.scaled_dot_product_attention under sdpa_kernel(SDPBackend.{variant}), q [b, {heads}, 1, {d}], " \
+           f"k, v [b, {kv_heads}, L, {d}], is_causal=False (one query sees every key)"
+
+    # GQA: enable_gqa=True where the backend takes it, else the unequal heads
+    # as they are (backends that broadcast KV heads themselves), else KV heads
+    # repeated (torch then reads group times the KV bytes; bytes stay kiln's).
+    tries = [("enable_gqa=True", lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)),
+             ("unequal heads without enable_gqa", lambda: F.scaled_dot_product_attention(q, k, v))]
+    if group == 1:
+        tries = [("", lambda: F.scaled_dot_product_attention(q, k, v))]
+    reasons = []
+    for how, fn in tries:
+        why = sdpa_refusal(fn, context)
+        if why is None:
+            return Bench(fn, impl=impl + (f", {how}" if how else ""), note=base_note + (f"; GQA: {how}" if how else ""),
+                         max_sets=32, **common)
+        reasons.append(f"{how or 'plain'}: {why}")
+    if ctx.device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(ctx.device)
+        if group * kv_bytes > 0.9 * free:
+            reasons.append(f"KV heads repeated would need {group * kv_bytes / GiB:.1f} GiB, "
+                           f"{free / GiB:.1f} GiB free")
+            raise BackendRefused(f"{variant} refuses h{heads}kv{kv_heads}d{d} b{batch}kv{kv_len}: " + "; ".join(reasons))
+    kr, vr = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+
+    def repeated():
+        return F.scaled_dot_product_attention(q, kr, vr)
+
+    why = sdpa_refusal(repeated, context)
+    if why is None:
+        return Bench(repeated, impl=impl + f", KV heads repeated {group}x (repeat_interleave)", max_sets=32,
+                     note=base_note + f"; GQA: KV heads repeated {group}x, torch reads {group}x the KV bytes "
+                                      f"(GB/s counts kiln's bytes); " + "; ".join(reasons), **common)
+    reasons.append(f"KV heads repeated: {why}")
+    raise BackendRefused(f"{variant} refuses h{heads}kv{kv_heads}d{d} b{batch}kv{kv_len}: " + "; ".join(reasons))
+
+
 # The longest registered prefix of a case name picks its builder, which gets
 # the rest of the name's parts.
 BUILDERS: dict[str, Callable[[Context, list[str], str], Bench]] = {
@@ -402,6 +571,15 @@ BUILDERS: dict[str, Callable[[Context, list[str], str], Bench]] = {
     "op/embedding": build_embedding,
     "op/argmax": build_argmax,
     "matmul": build_matmul,
+    "attention/prefill": build_attention_prefill,
+    "attention/decode": build_attention_decode,
+}
+
+# Builders that run once per variant (passed as their `variant` argument):
+# each variant is its own result, with a "variant" field.
+VARIANTS: dict[Callable, tuple[str, ...]] = {
+    build_attention_prefill: ("FLASH", "CUDNN"),
+    build_attention_decode: ("FLASH", "CUDNN"),
 }
 
 # Cases whose torch run is the same for several names: a function of the
@@ -473,14 +651,15 @@ def time_batch(device: torch.device, fns: list, start_index: int, count: int) ->
 def time_case(device: torch.device, benches: list[Bench], min_time_s: float) -> dict:
     fns = [b.fn for b in benches]
     k = len(fns)
-    time_batch(device, fns, 0, 2 * k)  # warm-up: kernel loads, allocator
-    sync(device)
-    t0 = time.perf_counter()
-    fns[0]()
-    sync(device)
-    one = max(time.perf_counter() - t0, 1e-6)
-    per_batch = max(1, min(MAX_PER_BATCH, math.ceil(min_time_s / BATCHES / one)))
-    times = sorted(time_batch(device, fns, b * per_batch, per_batch) / per_batch for b in range(BATCHES))
+    with benches[0].context() if benches[0].context else contextlib.nullcontext():
+        time_batch(device, fns, 0, 2 * k)  # warm-up: kernel loads, allocator
+        sync(device)
+        t0 = time.perf_counter()
+        fns[0]()
+        sync(device)
+        one = max(time.perf_counter() - t0, 1e-6)
+        per_batch = max(1, min(MAX_PER_BATCH, math.ceil(min_time_s / BATCHES / one)))
+        times = sorted(time_batch(device, fns, b * per_batch, per_batch) / per_batch for b in range(BATCHES))
     median = times[len(times) // 2]
     if not (median > 0 and math.isfinite(median)):
         raise RuntimeError(f"timing gave a median of {median} s")
@@ -598,9 +777,40 @@ def main(argv=None) -> int:
         "results": [],
         "errors": [],
         "unsupported": [],
+        "refused": [],
         "skipped": [],
     }
     shared: dict[tuple, dict] = {}  # share key -> the result timed for it
+
+    def run_one(name: str, builder, rest: list[str], variant: str | None) -> dict | None:
+        """Times one case (one variant of it); records an error or refusal and returns None."""
+        label = name + (f" [{variant}]" if variant else "")
+        build = (lambda: builder(ctx, rest, name, variant)) if variant else (lambda: builder(ctx, rest, name))
+        tag = {"variant": variant} if variant else {}
+        benches: list[Bench] = []
+        try:
+            benches.append(build())
+            for _ in range(n_sets(benches[0], footprint) - 1):
+                benches.append(build())
+            result = {"name": name, **tag, **time_case(device, benches, min_time_s)}
+        except BackendRefused as exc:
+            out["refused"].append({"name": name, **tag, "reason": str(exc)})
+            print(f"ops_torch: {label}: refused: {exc}", file=sys.stderr)
+            return None
+        except (CaseError, RuntimeError, ValueError, TypeError) as exc:
+            # RuntimeError covers torch's own errors, out-of-memory included.
+            out["errors"].append({"name": name, **tag, "error": f"{type(exc).__name__}: {exc}"})
+            print(f"ops_torch: {label}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return None
+        finally:
+            benches.clear()  # frees this case's tensors (shared tables stay in ctx)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+                torch.cuda.empty_cache()
+        print(f"{label:48s} {result['seconds'] * 1e6:10.1f} us  {result['gbps']:8.1f} GB/s  "
+              f"{result['tflops']:7.2f} TFLOP/s  ({result['iterations']} it, {result['sets']} sets)", file=sys.stderr)
+        return result
+
     for name in names:
         builder, rest = find_builder(name)
         if builder is None:
@@ -617,27 +827,13 @@ def main(argv=None) -> int:
         if args.time_limit and time.monotonic() - started > args.time_limit:
             out["skipped"].append(name)
             continue
-        benches: list[Bench] = []
-        try:
-            benches.append(builder(ctx, rest, name))
-            for _ in range(n_sets(benches[0], footprint) - 1):
-                benches.append(builder(ctx, rest, name))
-            result = {"name": name, **time_case(device, benches, min_time_s)}
-        except (CaseError, RuntimeError, ValueError, TypeError) as exc:
-            # RuntimeError covers torch's own errors, out-of-memory included.
-            out["errors"].append({"name": name, "error": f"{type(exc).__name__}: {exc}"})
-            print(f"ops_torch: {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            continue
-        finally:
-            benches.clear()  # frees this case's tensors (shared tables stay in ctx)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-                torch.cuda.empty_cache()
-        out["results"].append(result)
-        if key is not None:
-            shared[key] = result
-        print(f"{name:40s} {result['seconds'] * 1e6:10.1f} us  {result['gbps']:8.1f} GB/s  "
-              f"({result['iterations']} it, {result['sets']} sets)", file=sys.stderr)
+        for variant in VARIANTS.get(builder, (None,)):
+            result = run_one(name, builder, rest, variant)
+            if result is None:
+                continue
+            out["results"].append(result)
+            if key is not None:
+                shared[key] = result
     if out["skipped"]:
         print(f"ops_torch: {len(out['skipped'])} case(s) skipped: --time-limit {args.time_limit:g}s reached: "
               + ", ".join(out["skipped"]), file=sys.stderr)
@@ -648,7 +844,8 @@ def main(argv=None) -> int:
         f.write("\n")
     os.replace(tmp, args.json)
     print(f"ops_torch: wrote {args.json}: {len(out['results'])} results, {len(out['errors'])} errors, "
-          f"{len(out['unsupported'])} without a builder, {len(out['skipped'])} skipped", file=sys.stderr)
+          f"{len(out['refused'])} refused by an SDPA backend, {len(out['unsupported'])} without a builder, "
+          f"{len(out['skipped'])} skipped", file=sys.stderr)
     return 1 if out["errors"] or out["skipped"] else 0
 
 

@@ -154,6 +154,37 @@ class JoinTest(unittest.TestCase):
         rc, _ = self.run_join("--kiln", self.write("nores.json", {"tool": "kiln"}))
         self.assertEqual(rc, 2)
 
+    def test_variants_get_a_row_each(self):
+        prefill, decode = "attention/prefill/F16/d128-causal/b2s8192", "attention/decode/F16/h64kv8d128/b8kv8192"
+        kiln = self.write("k.json", {"tool": "kiln", "results": [
+            result("probe/read/1GiB", 0.5e-3, 1 << 30),  # 2147 GB/s
+            result(prefill, 1e-3, 1 << 28, flops=1 << 40),
+            # 8 flops per byte: memory-bound, so % probe shows.
+            result(decode, 1e-3, 2 << 30, flops=16 << 30),  # 2147 GB/s: 100% of the probe
+        ]})
+        peer = self.write("p.json", {"tool": "torch", "results": [
+            result(prefill, 1.5e-3, 1 << 28, flops=1 << 40, variant="FLASH", impl="sdpa flash"),
+            result(prefill, 0.8e-3, 1 << 28, flops=1 << 40, variant="CUDNN", impl="sdpa cudnn"),
+            result(decode, 2e-3, 2 << 30, flops=16 << 30, variant="FLASH", note="peer: contiguous KV"),
+        ], "refused": [{"name": decode, "variant": "CUDNN", "reason": "CUDNN refuses h64kv8d128: no GQA"}]})
+        rc, table = self.run_join("--kiln", kiln, "--peer", peer)
+        self.assertEqual(rc, 0)
+        rows = self.rows(table)
+        self.assertNotIn(prefill, rows)  # only the per-variant rows
+        self.assertEqual(rows[prefill + " [FLASH]"][:4], ["1.000 ms", "1.500 ms", "1.50×", "1099.5 TFLOP/s"])
+        self.assertEqual(rows[prefill + " [CUDNN]"][:3], ["1.000 ms", "800.0 µs", "0.80×"])
+        flash = rows[decode + " [FLASH]"]
+        self.assertEqual(flash[2], "2.00×")
+        self.assertEqual(flash[4], "100%")
+        self.assertIn("contiguous KV", flash[6])
+        cudnn = rows[decode + " [CUDNN]"]
+        self.assertEqual(cudnn[0], "1.000 ms")
+        self.assertEqual(cudnn[1], "refused")
+        self.assertEqual(cudnn[2], "—")
+        self.assertIn("no GQA", cudnn[6])
+        self.assertIn("- " + prefill + " [CUDNN]: sdpa cudnn", table)
+        self.assertNotIn("WARNING", table)
+
     def test_memory_bound(self):
         self.assertTrue(join.memory_bound({"bytes": 100, "flops": 0}))
         self.assertTrue(join.memory_bound({"bytes": 100, "flops": 3199}))
@@ -167,7 +198,10 @@ class OpsTorchTest(unittest.TestCase):
         self.assertIs(builder, ops_torch.build_embedding)
         self.assertEqual(rest, ["Q4_K-F32", "512x4096"])
         self.assertEqual(ops_torch.find_builder("matmul/Q4_K/m1n2k3"), (ops_torch.build_matmul, ["Q4_K", "m1n2k3"]))
-        self.assertEqual(ops_torch.find_builder("attention/decode/x"), (None, None))
+        self.assertEqual(ops_torch.find_builder("other/decode/x"), (None, None))
+        self.assertEqual(ops_torch.find_builder("attention/decode/F16/h64kv8d128/b1kv2048"),
+                         (ops_torch.build_attention_decode, ["F16", "h64kv8d128", "b1kv2048"]))
+        self.assertIs(ops_torch.find_builder("attention/prefill/F16/d128-causal/b8s2048")[0], ops_torch.build_attention_prefill)
         for name in ops_torch.CASES + ops_torch.QUICK_CASES:
             self.assertIsNotNone(ops_torch.find_builder(name)[0], name)
 
@@ -235,6 +269,83 @@ class OpsTorchTest(unittest.TestCase):
                     self.assertAlmostEqual(out[pos, h, i].item(), a * math.cos(theta) - b * math.sin(theta), places=5)
                     self.assertAlmostEqual(out[pos, h, i + 2].item(), b * math.cos(theta) + a * math.sin(theta), places=5)
 
+    def test_attention_cases_mirror_kiln(self):
+        # bench/attention.go: head dims 64, 128, 256 x causal/full x seqlen 512..16k (16k tokens);
+        # decode batch 1, 8, 32, 128 x KV 2k, 8k, 32k.
+        prefill = [n for n in ops_torch.CASES if n.startswith("attention/prefill/")]
+        decode = [n for n in ops_torch.CASES if n.startswith("attention/decode/")]
+        self.assertEqual(len(prefill), 3 * 2 * 6)
+        self.assertEqual(len(decode), 4 * 3)
+        for name in ("attention/prefill/F16/d128-causal/b2s8192", "attention/prefill/F16/d256-full/b32s512",
+                     "attention/prefill/F16/d64-causal/b1s16384", "attention/decode/F16/h64kv8d128/b128kv32768"):
+            self.assertTrue(name in prefill or name in decode, name)
+        import torch
+        ctx = ops_torch.Context(torch.device("cpu"))
+        for builder, args in ((ops_torch.build_attention_prefill, ["F16", "d100-causal", "b1s8"]),  # 100 does not divide 2048
+                              (ops_torch.build_attention_prefill, ["F16", "d64-sideways", "b1s8"]),
+                              (ops_torch.build_attention_prefill, ["Q4_K", "d64-causal", "b1s8"]),
+                              (ops_torch.build_attention_decode, ["F16", "h6kv4d64", "b1kv8"]),  # 6 heads over 4
+                              (ops_torch.build_attention_decode, ["F16", "h8kv2d64", "8x8"])):
+            with self.assertRaises(ops_torch.CaseError, msg=str(args)):
+                builder(ctx, args, "t")
+
+    def test_attention_builders_compute_attention(self):
+        # Run FLASH (torch has a CPU kernel for it) and compare with softmax(q·kᵀ/√d)·v
+        # computed here, GQA head h reading KV head h / group.
+        import math
+        import torch
+        ctx = ops_torch.Context(torch.device("cpu"))
+        bench = ops_torch.build_attention_prefill(ctx, ["F32", "d512-causal", "b2s5"], "t")  # 4 heads of 512
+        self.assertEqual(bench.flops, 4 * 2 * 5 * 5 * 2048 // 2)
+        self.assertEqual(bench.bytes, 4 * 2 * 5 * 2048 * 4)
+        with bench.context():
+            out = bench.fn()
+        ctx2 = ops_torch.Context(torch.device("cpu"))
+        q, k, v = (ctx2.randn((2, 5, 4, 512), torch.float32).transpose(1, 2) for _ in range(3))
+        for b in range(2):
+            for h in range(4):
+                for i in range(5):
+                    s = [sum(q[b, h, i, t].item() * k[b, h, j, t].item() for t in range(512)) / math.sqrt(512)
+                         for j in range(i + 1)]  # causal
+                    m = max(s)
+                    w = [math.exp(x - m) for x in s]
+                    for t in (0, 257, 511):
+                        want = sum(w[j] * v[b, h, j, t].item() for j in range(i + 1)) / sum(w)
+                        self.assertAlmostEqual(out[b, h, i, t].item(), want, delta=1e-4)
+
+        ctx = ops_torch.Context(torch.device("cpu"))
+        bench = ops_torch.build_attention_decode(ctx, ["F32", "h4kv2d8", "b3kv6"], "t")
+        self.assertEqual(bench.bytes, 2 * 3 * 2 * 6 * 8 * 4 + 2 * 3 * 4 * 8 * 4)
+        self.assertEqual(bench.flops, 4 * 3 * 4 * 6 * 8)
+        self.assertIn("contiguous KV", bench.note)
+        with bench.context():
+            out = bench.fn()
+        ctx2 = ops_torch.Context(torch.device("cpu"))
+        q = ctx2.randn((3, 4, 1, 8), torch.float32)
+        k = ctx2.randn((3, 2, 6, 8), torch.float32)
+        v = ctx2.randn((3, 2, 6, 8), torch.float32)
+        for b in range(3):
+            for h in range(4):
+                g = h // 2
+                s = [sum(q[b, h, 0, t].item() * k[b, g, j, t].item() for t in range(8)) / math.sqrt(8) for j in range(6)]
+                m = max(s)
+                w = [math.exp(x - m) for x in s]
+                for t in range(8):
+                    want = sum(w[j] * v[b, g, j, t].item() for j in range(6)) / sum(w)
+                    self.assertAlmostEqual(out[b, h, 0, t].item(), want, delta=1e-5)
+
+    def test_attention_refusal_is_reported(self):
+        # cuDNN has no CPU kernel: the builder says so, as a refusal (not a failure).
+        import torch
+        ctx = ops_torch.Context(torch.device("cpu"))
+        with self.assertRaises(ops_torch.BackendRefused) as cm:
+            ops_torch.build_attention_prefill(ctx, ["F16", "d64-causal", "b1s8"], "t", "CUDNN")
+        self.assertIn("CUDNN refuses d64 causal b1s8", str(cm.exception))
+        with self.assertRaises(ops_torch.BackendRefused):
+            ops_torch.build_attention_decode(ctx, ["F16", "h8kv2d64", "b1kv16"], "t", "CUDNN")
+        with self.assertRaises(ops_torch.BackendRefused):
+            ops_torch.build_attention_decode(ctx, ["F16", "h8kv2d64", "b1kv16"], "t", "NOSUCH")
+
     def test_cpu_quick_run_writes_kiln_schema(self):
         with tempfile.TemporaryDirectory() as d:
             kiln = os.path.join(d, "k.json")
@@ -244,19 +355,25 @@ class OpsTorchTest(unittest.TestCase):
                                        {"name": "op/add/F16/64"},  # bad shape: an error
                                        {"name": "matmul/Q4_K/m1n2k3", "seconds": 1},
                                        {"name": "matmul/Q8_0/m1n2k3", "seconds": 1},  # the same torch run
-                                       {"name": "attention/decode/x", "seconds": 1}]}, f)
+                                       {"name": "other/decode/x", "seconds": 1},
+                                       {"name": "attention/decode/F16/h4kv2d16/b2kv32", "seconds": 1}]}, f)
             out = os.path.join(d, "t.json")
             with contextlib.redirect_stderr(io.StringIO()):
-                rc = ops_torch.main(["--device", "cpu", "--quick", "--names-from", kiln, "--filter", "^(op|matmul|attention)/",
+                rc = ops_torch.main(["--device", "cpu", "--quick", "--names-from", kiln, "--filter", "^(op|matmul|attention|other)/",
                                      "--json", out])
             self.assertEqual(rc, 1)  # one case failed
             with open(out) as f:
                 data = json.load(f)
         self.assertEqual(data["tool"], "torch")
         self.assertEqual(data["backend"], "cpu")
+        # The attention case runs once per SDPA backend: FLASH has a CPU
+        # kernel, CUDNN none (refused, not failed).
         names = [r["name"] for r in data["results"]]
         self.assertEqual(names, ["op/add/F16/64x64", "op/embedding/Q4_K-F32/4x16", "matmul/Q4_K/m1n2k3",
-                                 "matmul/Q8_0/m1n2k3"])
+                                 "matmul/Q8_0/m1n2k3", "attention/decode/F16/h4kv2d16/b2kv32"])
+        self.assertEqual(data["results"][4]["variant"], "FLASH")
+        self.assertEqual([(r["name"], r["variant"]) for r in data["refused"]], [("attention/decode/F16/h4kv2d16/b2kv32", "CUDNN")])
+        self.assertIn("CUDNN refuses", data["refused"][0]["reason"])
         for r in data["results"]:
             for key in ("iterations", "seconds", "bytes", "flops", "gbps", "tflops"):
                 self.assertIn(key, r)
@@ -265,7 +382,7 @@ class OpsTorchTest(unittest.TestCase):
         self.assertEqual(data["results"][0]["bytes"], 3 * 64 * 64 * 2)
         self.assertIn("substitute", data["results"][1]["note"])
         self.assertEqual([e["name"] for e in data["errors"]], ["op/add/F16/64"])
-        self.assertEqual(data["unsupported"], ["attention/decode/x"])
+        self.assertEqual(data["unsupported"], ["other/decode/x"])
         q4k, q8 = data["results"][2], data["results"][3]
         self.assertEqual(q4k["flops"], 2 * 1 * 2 * 3)
         self.assertEqual(q8["seconds"], q4k["seconds"])  # timed once for the shape

@@ -44,6 +44,39 @@ static const kiln_entry kiln_offsets[] = {
 	OFF(KilnMatMulParams, k_per_split), OFF(KilnMatMulParams, split_k), OFF(KilnMatMulParams, swiglu),
 	OFF(KilnMatMulParams, w_vec16), OFF(KilnMatMulParams, x_vec16),
 
+	OFF(KilnAttentionParams, q), OFF(KilnAttentionParams, o), OFF(KilnAttentionParams, k),
+	OFF(KilnAttentionParams, v), OFF(KilnAttentionParams, q_starts), OFF(KilnAttentionParams, kv_starts),
+	OFF(KilnAttentionParams, block_table), OFF(KilnAttentionParams, kv_lens), OFF(KilnAttentionParams, mask),
+	OFF(KilnAttentionParams, lse), OFF(KilnAttentionParams, error_word), OFF(KilnAttentionParams, partial_o),
+	OFF(KilnAttentionParams, partial_lse), OFF(KilnAttentionParams, q_token_stride),
+	OFF(KilnAttentionParams, q_head_stride), OFF(KilnAttentionParams, o_token_stride),
+	OFF(KilnAttentionParams, o_head_stride), OFF(KilnAttentionParams, k_page_stride),
+	OFF(KilnAttentionParams, k_token_stride), OFF(KilnAttentionParams, k_head_stride),
+	OFF(KilnAttentionParams, v_page_stride), OFF(KilnAttentionParams, v_token_stride),
+	OFF(KilnAttentionParams, v_head_stride), OFF(KilnAttentionParams, block_table_row_stride),
+	OFF(KilnAttentionParams, mask_row_stride), OFF(KilnAttentionParams, lse_head_stride),
+	OFF(KilnAttentionParams, total_q), OFF(KilnAttentionParams, total_kv), OFF(KilnAttentionParams, n_pages),
+	OFF(KilnAttentionParams, page_size), OFF(KilnAttentionParams, max_pages_per_seq),
+	OFF(KilnAttentionParams, mask_cols), OFF(KilnAttentionParams, batch),
+	OFF(KilnAttentionParams, max_query_len), OFF(KilnAttentionParams, max_kv_len),
+	OFF(KilnAttentionParams, window), OFF(KilnAttentionParams, kv_per_split), OFF(KilnAttentionParams, n_heads),
+	OFF(KilnAttentionParams, n_kv_heads), OFF(KilnAttentionParams, head_dim), OFF(KilnAttentionParams, paged),
+	OFF(KilnAttentionParams, causal), OFF(KilnAttentionParams, page_shift), OFF(KilnAttentionParams, n_splits),
+	OFF(KilnAttentionParams, row_groups), OFF(KilnAttentionParams, scale), OFF(KilnAttentionParams, scale_log2),
+
+	OFF(KilnAppendKVParams, k_cache), OFF(KilnAppendKVParams, v_cache), OFF(KilnAppendKVParams, k),
+	OFF(KilnAppendKVParams, v), OFF(KilnAppendKVParams, seq_ids), OFF(KilnAppendKVParams, positions),
+	OFF(KilnAppendKVParams, block_table), OFF(KilnAppendKVParams, error_word),
+	OFF(KilnAppendKVParams, k_token_stride), OFF(KilnAppendKVParams, k_head_stride),
+	OFF(KilnAppendKVParams, v_token_stride), OFF(KilnAppendKVParams, v_head_stride),
+	OFF(KilnAppendKVParams, k_cache_page_stride), OFF(KilnAppendKVParams, k_cache_token_stride),
+	OFF(KilnAppendKVParams, k_cache_head_stride), OFF(KilnAppendKVParams, v_cache_page_stride),
+	OFF(KilnAppendKVParams, v_cache_token_stride), OFF(KilnAppendKVParams, v_cache_head_stride),
+	OFF(KilnAppendKVParams, block_table_row_stride), OFF(KilnAppendKVParams, n_new),
+	OFF(KilnAppendKVParams, batch), OFF(KilnAppendKVParams, n_pages), OFF(KilnAppendKVParams, page_size),
+	OFF(KilnAppendKVParams, max_pages_per_seq), OFF(KilnAppendKVParams, n_kv_heads),
+	OFF(KilnAppendKVParams, head_dim),
+
 	OFF(KilnErrorWord, code), OFF(KilnErrorWord, op), OFF(KilnErrorWord, index_lo),
 	OFF(KilnErrorWord, index_hi), OFF(KilnErrorWord, value_lo), OFF(KilnErrorWord, value_hi),
 	OFF(KilnErrorWord, limit_lo), OFF(KilnErrorWord, limit_hi),
@@ -51,13 +84,26 @@ static const kiln_entry kiln_offsets[] = {
 
 static const kiln_entry kiln_sizes[] = {
 	SIZE(KilnStrided), SIZE(KilnElementwiseParams), SIZE(KilnRowsParams), SIZE(KilnRoPEParams),
-	SIZE(KilnEmbeddingParams), SIZE(KilnMatMulParams), SIZE(KilnErrorWord),
+	SIZE(KilnEmbeddingParams), SIZE(KilnMatMulParams), SIZE(KilnAttentionParams), SIZE(KilnAppendKVParams),
+	SIZE(KilnErrorWord),
 };
 
 static const kiln_entry kiln_defines[] = {
 	{ "KILN_ROPE_NORMAL", KILN_ROPE_NORMAL }, { "KILN_ROPE_NEOX", KILN_ROPE_NEOX },
 	{ "KILN_ERR_NONE", KILN_ERR_NONE }, { "KILN_ERR_INDEX_OUT_OF_RANGE", KILN_ERR_INDEX_OUT_OF_RANGE },
 	{ "KILN_OP_EMBEDDING", KILN_OP_EMBEDDING },
+	{ "KILN_ERR_QUERY_START_RANGE", KILN_ERR_QUERY_START_RANGE },
+	{ "KILN_ERR_QUERY_START_DECREASING", KILN_ERR_QUERY_START_DECREASING },
+	{ "KILN_ERR_KV_START_RANGE", KILN_ERR_KV_START_RANGE },
+	{ "KILN_ERR_KV_START_DECREASING", KILN_ERR_KV_START_DECREASING },
+	{ "KILN_ERR_KV_LEN_RANGE", KILN_ERR_KV_LEN_RANGE },
+	{ "KILN_ERR_QUERY_LEN_OVER_MAX", KILN_ERR_QUERY_LEN_OVER_MAX },
+	{ "KILN_ERR_KV_LEN_OVER_MAX", KILN_ERR_KV_LEN_OVER_MAX },
+	{ "KILN_ERR_MASK_TOO_NARROW", KILN_ERR_MASK_TOO_NARROW },
+	{ "KILN_ERR_PAGE_OUT_OF_RANGE", KILN_ERR_PAGE_OUT_OF_RANGE },
+	{ "KILN_ERR_POSITION_OUT_OF_RANGE", KILN_ERR_POSITION_OUT_OF_RANGE },
+	{ "KILN_ERR_QUERY_STARTS_END", KILN_ERR_QUERY_STARTS_END },
+	{ "KILN_OP_ATTENTION", KILN_OP_ATTENTION }, { "KILN_OP_APPEND_KV", KILN_OP_APPEND_KV },
 };
 
 static size_t kiln_n_offsets(void) { return sizeof kiln_offsets / sizeof kiln_offsets[0]; }

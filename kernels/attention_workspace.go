@@ -1,0 +1,157 @@
+package kernels
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/kiln-gpu/kiln/cuda"
+)
+
+// sharedMemoryConfig is how the Set learns the largest dynamic shared
+// memory a block can be given and raises a kernel's limit to it (cuFuncSetAttribute);
+// contextDriver has it. Without it, kernels get at most the default 48 KiB
+// (staticSharedBytes) and dispatch picks accordingly.
+type sharedMemoryConfig interface {
+	MaxSharedMemoryPerBlockOptin() (int, error)
+	SetMaxDynamicSharedBytes(fn *cuda.Function, sizeBytes int) error
+}
+
+// MaxSharedMemoryPerBlockOptin reads the device's opt-in shared memory
+// limit per block.
+func (d contextDriver) MaxSharedMemoryPerBlockOptin() (int, error) {
+	return d.ctx.Device().Attribute(cuda.AttrMaxSharedMemoryPerBlockOptin)
+}
+
+// SetMaxDynamicSharedBytes raises fn's dynamic shared memory limit.
+func (d contextDriver) SetMaxDynamicSharedBytes(fn *cuda.Function, sizeBytes int) error {
+	return fn.SetAttribute(cuda.FuncMaxDynamicSharedSizeBytes, sizeBytes)
+}
+
+// attentionState is the Set's attention state (guarded by Set.mu).
+type attentionState struct {
+	// params and appendParams are filled in place for each launch, so
+	// that packing them never makes them escape to the heap.
+	params       attentionParams
+	appendParams appendKVParams
+	// sharedLimitBytes is the largest dynamic shared memory a block can
+	// get, 0 until first asked.
+	sharedLimitBytes int
+	// sharedSet[k] is the dynamic shared memory limit set on kernel k (0:
+	// the default), allocated on first use.
+	sharedSet []int
+	// workspaces holds each stream's split workspace (partial outputs and
+	// log-sum-exps): launches on one stream run in order, so one buffer per
+	// stream is never used by two calls at once.
+	workspaces map[*cuda.Stream]*attentionWorkspaceBuf
+	// retired are workspaces replaced by larger ones, freed only by Close
+	// (a CUDA graph captured earlier may still use one).
+	retired []cuda.DevicePtr
+}
+
+type attentionWorkspaceBuf struct {
+	ptr       cuda.DevicePtr
+	sizeBytes int64
+}
+
+// sharedLimit is the most dynamic shared memory a block can be given, read
+// once (s.mu held).
+func (s *Set) sharedLimit() int {
+	if s.attn.sharedLimitBytes == 0 {
+		s.attn.sharedLimitBytes = staticSharedBytes
+		if cfg, ok := s.drv.(sharedMemoryConfig); ok {
+			if n, err := cfg.MaxSharedMemoryPerBlockOptin(); err == nil && n > staticSharedBytes {
+				s.attn.sharedLimitBytes = n
+			} else if err != nil {
+				s.log.Debug("kernels: opt-in shared memory per block unknown; kernels get the default",
+					"default", staticSharedBytes, "error", err)
+			}
+		}
+	}
+	return s.attn.sharedLimitBytes
+}
+
+// prepareSharedBytes loads kernel k and, when it needs more than the
+// default 48 KiB of dynamic shared memory, raises its limit to sizeBytes
+// once (s.mu held).
+func (s *Set) prepareSharedBytes(k kernelID, sizeBytes int) error {
+	fn, err := s.function(k)
+	if err != nil {
+		return err
+	}
+	if sizeBytes <= staticSharedBytes {
+		return nil
+	}
+	if s.attn.sharedSet == nil {
+		s.attn.sharedSet = make([]int, len(kernelTable))
+	}
+	if s.attn.sharedSet[k] >= sizeBytes {
+		return nil
+	}
+	cfg, ok := s.drv.(sharedMemoryConfig)
+	if !ok {
+		return fmt.Errorf("kernels: %s needs %d bytes of shared memory, and the driver cannot raise the 48 KiB default",
+			kernelTable[k].name, sizeBytes)
+	}
+	if err := cfg.SetMaxDynamicSharedBytes(fn, sizeBytes); err != nil {
+		return fmt.Errorf("kernels: allowing %s %d bytes of dynamic shared memory: %w", kernelTable[k].name, sizeBytes, err)
+	}
+	s.attn.sharedSet[k] = sizeBytes
+	return nil
+}
+
+// attentionWorkspace returns st's split workspace, at least sizeBytes
+// long, allocating a larger one when needed (s.mu held). Growth doubles,
+// so a stream allocates a handful of times at most.
+func (s *Set) attentionWorkspace(st *cuda.Stream, sizeBytes int64) (cuda.DevicePtr, error) {
+	mem, ok := s.drv.(deviceMemory)
+	if !ok {
+		return 0, errors.New("kernels: the driver cannot allocate an attention split workspace")
+	}
+	ws := s.attn.workspaces[st]
+	if ws != nil && ws.sizeBytes >= sizeBytes {
+		return ws.ptr, nil
+	}
+	size := sizeBytes
+	if ws != nil {
+		size = max(size, 2*ws.sizeBytes)
+	}
+	ptr, err := mem.MemAlloc(size)
+	if err != nil {
+		return 0, fmt.Errorf("kernels: allocating a %d-byte attention split workspace: %w", size, err)
+	}
+	if ws != nil {
+		s.attn.retired = append(s.attn.retired, ws.ptr)
+	} else {
+		ws = &attentionWorkspaceBuf{}
+		if s.attn.workspaces == nil {
+			s.attn.workspaces = map[*cuda.Stream]*attentionWorkspaceBuf{}
+		}
+		s.attn.workspaces[st] = ws
+	}
+	ws.ptr, ws.sizeBytes = ptr, size
+	return ptr, nil
+}
+
+// closeAttention frees the split workspaces (s.mu held, from Close).
+func (s *Set) closeAttention() error {
+	mem, ok := s.drv.(deviceMemory)
+	if !ok {
+		return nil
+	}
+	var errs []error
+	free := func(p cuda.DevicePtr) {
+		if err := mem.MemFree(p); err != nil {
+			errs = append(errs, fmt.Errorf("kernels: freeing an attention split workspace: %w", err))
+		}
+	}
+	for _, ws := range s.attn.workspaces {
+		free(ws.ptr)
+	}
+	for _, p := range s.attn.retired {
+		free(p)
+	}
+	clear(s.attn.workspaces)
+	s.attn.retired = nil
+	clear(s.attn.sharedSet)
+	return errors.Join(errs...)
+}
