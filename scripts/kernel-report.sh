@@ -56,15 +56,29 @@ if [ ${#files[@]} -eq 0 ]; then
 	echo "kernel-report: no PTX under kernels/ptx/compute_80; run 'make ptx'" >&2
 	exit 1
 fi
+# ptxas runs for every family in parallel (one per core); the report prints in order.
+JOBS=${KILN_JOBS:-$(nproc)}
+ROWS=$(mktemp -d "${TMPDIR:-/tmp}/kiln-report.XXXXXX")
+trap 'rm -rf "$ROWS"' EXIT
+pids=()
 for base in "${files[@]}"; do
 	family=$(basename "$base" .ptx)
-	rows=$(
+	while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+	(
 		report "$base" sm_80 "sm_80<-compute_80"
 		report "$base" sm_90a "sm_90a<-compute_80"
 		if [ -f "$PTX_DIR/sm_90a/$family.ptx" ]; then
 			report "$PTX_DIR/sm_90a/$family.ptx" sm_90a "sm_90a<-sm_90a"
 		fi
-	)
+	) >"$ROWS/$family" &
+	pids+=($!)
+done
+for pid in "${pids[@]}"; do
+	wait "$pid" || { echo "kernel-report: ptxas failed (see above)" >&2; exit 1; }
+done
+for base in "${files[@]}"; do
+	family=$(basename "$base" .ptx)
+	rows=$(cat "$ROWS/$family")
 	echo "== $family ($(basename "$base")$([ -f "$PTX_DIR/sm_90a/$family.ptx" ] && echo ", sm_90a/$family.ptx"))"
 	printf '%-30s %-20s %5s %11s %11s %10s %11s\n' kernel build regs "spill st B" "spill ld B" "smem B" "stack B"
 	# Group the rows of one kernel together, builds in the order above.

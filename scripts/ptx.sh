@@ -43,17 +43,34 @@ fi
 
 # Compile from inside kernels/ with relative names, so that nothing about
 # where the checkout lives can reach the output.
+# One nvcc per core at a time (each family is independent); any failure fails the run.
+JOBS=${KILN_JOBS:-$(nproc)}
+compile() { # name arch outdir
+	echo "ptx: $1.cu -> $3/$1.ptx"
+	"$NVCC" "${FLAGS[@]}" -arch="$2" -o "$STAGE/$3/$1.ptx" "$1.cu"
+}
 cd "$ROOT/kernels"
+pids=()
 for src in "${sources[@]}"; do
 	name=$(basename "$src" .cu)
-	echo "ptx: $name.cu -> compute_80/$name.ptx"
-	"$NVCC" "${FLAGS[@]}" -arch=compute_80 -o "$STAGE/compute_80/$name.ptx" "$name.cu"
+	jobs_for=("$name compute_80 compute_80")
 	if grep -q "$MARKER" "$name.cu"; then
-		echo "ptx: $name.cu -> sm_90a/$name.ptx"
-		"$NVCC" "${FLAGS[@]}" -arch=sm_90a -o "$STAGE/sm_90a/$name.ptx" "$name.cu"
+		jobs_for+=("$name sm_90a sm_90a")
 	fi
+	for j in "${jobs_for[@]}"; do
+		while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+		# shellcheck disable=SC2086
+		compile $j &
+		pids+=($!)
+	done
 done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 cd - >/dev/null
+if [ "$failed" = 1 ]; then
+	echo "ptx: nvcc failed (see above)" >&2
+	exit 1
+fi
 
 rm -rf "$OUT/compute_80" "$OUT/sm_90a"
 mv "$STAGE/compute_80" "$STAGE/sm_90a" "$OUT/"
