@@ -29,6 +29,7 @@ func commands() []command {
 	return []command{
 		{"info", "show CUDA devices, the driver, and which backend auto picks and why", runInfo},
 		{"bench", "run benchmark cases on a device", runBench},
+		{"tokenize", "print the token ids of a text with a GGUF model's tokenizer", runTokenize},
 	}
 }
 

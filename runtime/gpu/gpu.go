@@ -666,3 +666,13 @@ func isStickyResult(r cuda.Result) bool {
 
 // MemoryStats is the allocator's accounting.
 func (b *Backend) MemoryStats() pool.Stats { return b.mem.Stats() }
+
+// MemoryInfo is the device's free and total memory (cuMemGetInfo), for
+// callers that size their allocations (a model's memory estimate) before
+// making them. Memory cached by this backend's allocator counts as used.
+func (b *Backend) MemoryInfo() (freeBytes, totalBytes int64, err error) {
+	if err := b.checkOpen(); err != nil {
+		return 0, 0, err
+	}
+	return b.ctx.MemInfo()
+}
