@@ -7,6 +7,13 @@
 // itself through Step (tokens in, logits out, prefill and decode mixed in one
 // call) or streams one sequence's text with Generate.
 //
+// Tensor parallelism: LoadParallel shards a model over a group of devices
+// (attention heads and FFN rows split, the row-parallel products summed
+// through the host after each half-layer); the CPU backend opened N times
+// stands for N devices. CUDA graphs: on the CUDA backend with one device,
+// decode steps replay a graph captured once per batch bucket (see
+// Options.DisableGraphs).
+//
 // Concurrency: every Model method is safe for concurrent use. Steps run one
 // at a time (a Model holds one set of scratch buffers and one device
 // stream); a Sequence may take part in only one Step at a time (a second

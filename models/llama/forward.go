@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
+	"github.com/kiln-gpu/kiln/runtime/backend"
 	"github.com/kiln-gpu/kiln/runtime/op"
 	"github.com/kiln-gpu/kiln/runtime/tensor"
 )
@@ -138,168 +140,354 @@ func (m *Model) finishStep(p *stepPlan, ok bool) {
 
 var errClosed = errors.New("the model was closed")
 
-// scratch allocates a step's temporaries and frees them all at the end
-// (the backend's caching allocator makes this cheap step after step).
-type scratch struct {
-	m   *Model
-	all []tensor.Tensor
-	err error
+// stepShape sizes a step's device buffers: tokens in the batch, sequences,
+// logit rows, and the width of the block table in pages.
+type stepShape struct {
+	tokens, seqs, rows, tablePages int
 }
 
-func (s *scratch) alloc(dt tensor.DType, shape ...int) tensor.Tensor {
-	if s.err != nil {
+// metaLen is the length of the packed I32 metadata vector, laid out as
+// ids[tokens] | positions[tokens] | seqOf[tokens] | queryStarts[seqs+1] |
+// lens[seqs] | rowsOut[rows] | table[seqs·tablePages]: one upload per step.
+func (s stepShape) metaLen() int {
+	return 3*s.tokens + 2*s.seqs + 1 + s.rows + s.seqs*s.tablePages
+}
+
+// stepBuffers are one shard's device tensors for a step of one shape.
+type stepBuffers struct {
+	shape                                stepShape
+	meta                                 tensor.Tensor // I32 [metaLen]; the rest are views of it
+	ids, pos, seqOf, qStarts, lens, rows tensor.Tensor
+	table                                tensor.Tensor
+	x, h, q, k, v, attn, o, g            tensor.Tensor
+	q3, k3, v3, attn3                    tensor.Tensor
+	sel, sel32, logits                   tensor.Tensor // shard 0: the logit rows
+	owned                                []tensor.Tensor
+	err                                  error
+}
+
+func (b *stepBuffers) alloc(dev backend.Backend, dt tensor.DType, shape ...int) tensor.Tensor {
+	if b.err != nil {
 		return tensor.Tensor{}
 	}
-	t, err := s.m.dev.Alloc(dt, shape...)
+	t, err := dev.Alloc(dt, shape...)
 	if err != nil {
-		s.err = fmt.Errorf("llama: step: %w", err)
+		b.err = fmt.Errorf("llama: step buffers on %s: %w", dev.Name(), err)
 		return tensor.Tensor{}
 	}
-	s.all = append(s.all, t)
+	b.owned = append(b.owned, t)
 	return t
 }
 
-func (s *scratch) upload(vals []int32, shape ...int) tensor.Tensor {
-	t := s.alloc(tensor.I32, shape...)
-	if s.err == nil {
-		if err := s.m.dev.Upload(t, tensor.I32Bytes(vals)); err != nil {
-			s.err = err
-		}
-	}
-	return t
-}
-
-// view reshapes t, recording the first error.
-func (s *scratch) view(t tensor.Tensor, shape ...int) tensor.Tensor {
-	if s.err != nil {
+// view is t[lo:hi] of a vector reshaped to shape, recording the first error.
+func (b *stepBuffers) view(t tensor.Tensor, lo, hi int, shape ...int) tensor.Tensor {
+	if b.err != nil {
 		return tensor.Tensor{}
 	}
-	v, err := t.Reshape(shape...)
+	v, err := t.Slice(0, lo, hi)
+	if err == nil {
+		v, err = v.Reshape(shape...)
+	}
 	if err != nil {
-		s.err = err
+		b.err = fmt.Errorf("llama: step buffers: %w", err)
 	}
 	return v
 }
 
-func (s *scratch) free() {
-	for _, t := range s.all {
-		_ = s.m.dev.Free(t)
+func (b *stepBuffers) reshape(t tensor.Tensor, shape ...int) tensor.Tensor {
+	if b.err != nil {
+		return tensor.Tensor{}
 	}
+	return b.view(t, 0, t.Shape()[0], shape...)
 }
 
-// do records the first error of a sequence of ops.
-func (s *scratch) do(err error) {
-	if s.err == nil && err != nil {
-		s.err = err
+// free releases the buffers.
+func (b *stepBuffers) free(dev backend.Backend) error {
+	var errs []error
+	for _, t := range b.owned {
+		errs = append(errs, dev.Free(t))
 	}
+	b.owned = nil
+	return errors.Join(errs...)
 }
 
-// run executes a planned step on the device.
-func (m *Model) run(ctx context.Context, p *stepPlan) ([]Result, error) {
-	c, dev, w := m.Config, m.dev, &m.w
-	act := m.actType
-	T, B := p.total, len(p.reqs)
-	qDim, kvDim := c.NHeads*c.HeadDim, c.NKVHeads*c.HeadDim
+// allocStep allocates sh's buffers for a step of shape s.
+func (m *Model) allocStep(sh *shard, s stepShape) (*stepBuffers, error) {
+	c, act, dev := m.Config, m.actType, sh.dev
+	T, B, R := s.tokens, s.seqs, s.rows
+	qDim, kvDim := sh.nHeads*c.HeadDim, sh.nKVHeads*c.HeadDim
+	b := &stepBuffers{shape: s}
+	b.meta = b.alloc(dev, tensor.I32, s.metaLen())
+	off := 0
+	next := func(n int, shape ...int) tensor.Tensor {
+		v := b.view(b.meta, off, off+n, shape...)
+		off += n
+		return v
+	}
+	b.ids, b.pos, b.seqOf = next(T, T), next(T, T), next(T, T)
+	b.qStarts, b.lens, b.rows = next(B+1, B+1), next(B, B), next(R, R)
+	b.table = next(B*s.tablePages, B, s.tablePages)
+	b.x = b.alloc(dev, act, T, c.Dim)
+	b.h = b.alloc(dev, act, T, c.Dim)
+	b.q = b.alloc(dev, act, T, qDim)
+	b.k = b.alloc(dev, act, T, kvDim)
+	b.v = b.alloc(dev, act, T, kvDim)
+	b.attn = b.alloc(dev, act, T, qDim)
+	b.o = b.alloc(dev, act, T, c.Dim)
+	b.g = b.alloc(dev, act, T, sh.ffnDim)
+	b.q3, b.k3, b.v3 = b.reshape(b.q, T, sh.nHeads, c.HeadDim), b.reshape(b.k, T, sh.nKVHeads, c.HeadDim), b.reshape(b.v, T, sh.nKVHeads, c.HeadDim)
+	b.attn3 = b.reshape(b.attn, T, sh.nHeads, c.HeadDim)
+	if sh.index == 0 {
+		b.sel = b.alloc(dev, act, R, c.Dim)
+		b.sel32 = b.sel
+		if act != tensor.F32 {
+			b.sel32 = b.alloc(dev, tensor.F32, R, c.Dim)
+		}
+		b.logits = b.alloc(dev, tensor.F32, R, c.VocabSize)
+	}
+	if b.err != nil {
+		err := b.err
+		_ = b.free(dev)
+		return nil, err
+	}
+	return b, nil
+}
 
-	// Host-side metadata.
-	ids := make([]int32, 0, T)
-	positions := make([]int32, 0, T)
-	seqOf := make([]int32, 0, T)
-	queryStarts := make([]int32, 0, B+1)
-	lens := make([]int32, B)
-	rowsOut := make([]int32, 0, p.rows)
-	maxPages, maxQ, maxKV := 0, 0, 0
-	queryStarts = append(queryStarts, 0)
-	for i, r := range p.reqs {
-		for j, id := range r.Tokens {
-			if r.AllLogits || j == len(r.Tokens)-1 {
-				rowsOut = append(rowsOut, int32(len(ids)))
+// stepMeta builds the packed metadata of p for shape s. Sequences beyond
+// len(p.reqs) (up to s.seqs) are padding: one token 0 at position 0 whose
+// keys and values go to the padding page; their logits are not read.
+func (m *Model) stepMeta(p *stepPlan, s stepShape) []int32 {
+	T, B, R, P := s.tokens, s.seqs, s.rows, s.tablePages
+	meta := make([]int32, s.metaLen())
+	ids, pos, seqOf := meta[0:T], meta[T:2*T], meta[2*T:3*T]
+	qStarts, lens := meta[3*T:3*T+B+1], meta[3*T+B+1:3*T+2*B+1]
+	rows, table := meta[3*T+2*B+1:3*T+2*B+1+R], meta[3*T+2*B+1+R:]
+	t, r := 0, 0
+	for i := range B {
+		qStarts[i] = int32(t)
+		if i >= len(p.reqs) { // padding
+			ids[t], pos[t], seqOf[t] = 0, 0, int32(i)
+			rows[r] = int32(t)
+			lens[i] = 1
+			table[i*P] = m.kv.paddingPage()
+			t, r = t+1, r+1
+			continue
+		}
+		req := p.reqs[i]
+		for j, id := range req.Tokens {
+			if req.AllLogits || j == len(req.Tokens)-1 {
+				rows[r] = int32(t)
+				r++
 			}
-			ids = append(ids, id)
-			positions = append(positions, int32(p.start[i]+j))
-			seqOf = append(seqOf, int32(i))
+			ids[t], pos[t], seqOf[t] = id, int32(p.start[i]+j), int32(i)
+			t++
 		}
-		queryStarts = append(queryStarts, int32(len(ids)))
-		lens[i] = int32(p.start[i] + len(r.Tokens))
-		maxPages = max(maxPages, len(r.Seq.pages))
-		maxQ, maxKV = max(maxQ, len(r.Tokens)), max(maxKV, int(lens[i]))
+		lens[i] = int32(p.start[i] + len(req.Tokens))
+		copy(table[i*P:(i+1)*P], req.Seq.pages)
 	}
-	table := make([]int32, B*maxPages)
+	qStarts[B] = int32(t)
+	return meta
+}
+
+// eagerShape is the exact shape of p, and the attention bounds for it.
+func (m *Model) eagerShape(p *stepPlan) (stepShape, op.AttentionOptions) {
+	s := stepShape{tokens: p.total, seqs: len(p.reqs), rows: p.rows}
+	maxQ, maxKV := 0, 0
 	for i, r := range p.reqs {
-		copy(table[i*maxPages:], r.Seq.pages)
+		s.tablePages = max(s.tablePages, len(r.Seq.pages))
+		maxQ = max(maxQ, len(r.Tokens))
+		maxKV = max(maxKV, p.start[i]+len(r.Tokens))
 	}
+	return s, op.AttentionOptions{Causal: true, MaxQueryLen: maxQ, MaxKVLen: maxKV}
+}
 
-	s := &scratch{m: m}
-	defer s.free()
-	idsT := s.upload(ids, T)
-	posT := s.upload(positions, T)
-	seqT := s.upload(seqOf, T)
-	qsT := s.upload(queryStarts, B+1)
-	lensT := s.upload(lens, B)
-	tableT := s.upload(table, B, maxPages)
-	rowsT := s.upload(rowsOut, len(rowsOut))
+// run executes a planned step: CUDA graph replay for a decode step where
+// the backend can capture one, otherwise eagerly with buffers of the step's
+// exact shape.
+func (m *Model) run(ctx context.Context, p *stepPlan) ([]Result, error) {
+	if capturer, ok := m.graphCapturer(); ok && isDecode(p) {
+		if bucket := m.decodeBucket(len(p.reqs)); bucket > 0 {
+			return m.runDecodeGraph(ctx, p, capturer, bucket)
+		}
+	}
+	shape, attnOpts := m.eagerShape(p)
+	meta := m.stepMeta(p, shape)
+	bufs := make([]*stepBuffers, len(m.shards))
+	defer func() {
+		for i, b := range bufs {
+			if b != nil {
+				_ = b.free(m.shards[i].dev)
+			}
+		}
+	}()
+	err := m.eachShard(func(sh *shard) error {
+		b, err := m.allocStep(sh, shape)
+		if err != nil {
+			return err
+		}
+		bufs[sh.index] = b
+		return sh.dev.Upload(b.meta, tensor.I32Bytes(meta))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("llama: step: %w", err)
+	}
+	if err := m.forward(ctx, bufs, attnOpts); err != nil {
+		return nil, err
+	}
+	return m.readLogits(ctx, p, bufs[0])
+}
 
-	x := s.alloc(act, T, c.Dim)
-	h := s.alloc(act, T, c.Dim)
-	q := s.alloc(act, T, qDim)
-	k := s.alloc(act, T, kvDim)
-	v := s.alloc(act, T, kvDim)
-	attn := s.alloc(act, T, qDim)
-	o := s.alloc(act, T, c.Dim)
-	g := s.alloc(act, T, c.FFNDim)
-	if s.err != nil {
-		return nil, s.err
+// eachShard runs fn for every shard, concurrently when there are several,
+// and joins their errors.
+func (m *Model) eachShard(fn func(sh *shard) error) error {
+	if len(m.shards) == 1 {
+		return fn(m.shards[0])
 	}
-	q3, k3, v3 := s.view(q, T, c.NHeads, c.HeadDim), s.view(k, T, c.NKVHeads, c.HeadDim), s.view(v, T, c.NKVHeads, c.HeadDim)
-	attn3 := s.view(attn, T, c.NHeads, c.HeadDim)
-	rope := op.RoPEOptions{
-		Style: c.RopeStyle, NDims: c.RopeDims, FreqBase: c.RopeBase, FreqScale: c.RopeScale, FreqFactors: w.ropeFreqs,
+	errs := make([]error, len(m.shards))
+	var wg sync.WaitGroup
+	for i, sh := range m.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(sh)
+		}()
 	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// forward queues the model's ops for a step whose metadata is in bufs (one
+// per shard). With one shard it only queues ops (so it can be captured into
+// a graph); with several it also sums the row-parallel outputs across shards
+// through the host.
+func (m *Model) forward(ctx context.Context, bufs []*stepBuffers, attnOpts op.AttentionOptions) error {
+	c := m.Config
+	rope := op.RoPEOptions{Style: c.RopeStyle, NDims: c.RopeDims, FreqBase: c.RopeBase, FreqScale: c.RopeScale}
 	norm := op.NormOptions{Eps: c.RMSEps}
-	attnOpts := op.AttentionOptions{Causal: true, MaxQueryLen: maxQ, MaxKVLen: maxKV}
-
-	s.do(dev.Embedding(x, w.tokEmb, idsT))
-	for layer := range w.layers {
-		if s.err != nil {
-			break
-		}
+	err := m.eachShard(func(sh *shard) error {
+		b := bufs[sh.index]
+		return sh.dev.Embedding(b.x, sh.w.tokEmb, b.ids)
+	})
+	for layer := 0; layer < c.NLayers && err == nil; layer++ {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
-		l := &w.layers[layer]
-		s.do(dev.RMSNorm(h, x, l.attnNorm, norm))
-		s.do(dev.MatMul(q, h, l.wq, op.MatMulOptions{Bias: l.bq}))
-		s.do(dev.MatMul(k, h, l.wk, op.MatMulOptions{Bias: l.bk}))
-		s.do(dev.MatMul(v, h, l.wv, op.MatMulOptions{Bias: l.bv}))
-		s.do(dev.RoPE(q3, q3, posT, rope))
-		s.do(dev.RoPE(k3, k3, posT, rope))
-		cache := op.AttentionKV{K: m.kv.k[layer], V: m.kv.v[layer], BlockTable: tableT, Lens: lensT}
-		s.do(dev.AppendKV(cache, k3, v3, seqT, posT))
-		s.do(dev.Attention(attn3, q3, qsT, cache, attnOpts))
-		s.do(dev.MatMul(o, attn, l.wo, op.MatMulOptions{}))
-		s.do(dev.Add(x, x, o))
-		s.do(dev.RMSNorm(h, x, l.ffnNorm, norm))
-		s.do(dev.MatMulSwiGLU(g, h, l.wGate, l.wUp))
-		s.do(dev.MatMul(o, g, l.wDown, op.MatMulOptions{}))
-		s.do(dev.Add(x, x, o))
+		// Attention: each shard its heads; o holds a partial sum over shards.
+		err = m.eachShard(func(sh *shard) error {
+			b, l, dev := bufs[sh.index], &sh.w.layers[layer], sh.dev
+			rope := rope
+			rope.FreqFactors = sh.w.ropeFreqs
+			cache := op.AttentionKV{K: sh.k[layer], V: sh.v[layer], BlockTable: b.table, Lens: b.lens}
+			return errors.Join(
+				dev.RMSNorm(b.h, b.x, l.attnNorm, norm),
+				dev.MatMul(b.q, b.h, l.wq, op.MatMulOptions{Bias: l.bq}),
+				dev.MatMul(b.k, b.h, l.wk, op.MatMulOptions{Bias: l.bk}),
+				dev.MatMul(b.v, b.h, l.wv, op.MatMulOptions{Bias: l.bv}),
+				dev.RoPE(b.q3, b.q3, b.pos, rope),
+				dev.RoPE(b.k3, b.k3, b.pos, rope),
+				dev.AppendKV(cache, b.k3, b.v3, b.seqOf, b.pos),
+				dev.Attention(b.attn3, b.q3, b.qStarts, cache, attnOpts),
+				dev.MatMul(b.o, b.attn, l.wo, op.MatMulOptions{}))
+		})
+		if err == nil {
+			err = m.allReduce(ctx, bufs, func(b *stepBuffers) tensor.Tensor { return b.o })
+		}
+		// FFN: each shard its rows of gate/up and columns of down.
+		if err == nil {
+			err = m.eachShard(func(sh *shard) error {
+				b, l, dev := bufs[sh.index], &sh.w.layers[layer], sh.dev
+				return errors.Join(
+					dev.Add(b.x, b.x, b.o),
+					dev.RMSNorm(b.h, b.x, l.ffnNorm, norm),
+					dev.MatMulSwiGLU(b.g, b.h, l.wGate, l.wUp),
+					dev.MatMul(b.o, b.g, l.wDown, op.MatMulOptions{}))
+			})
+		}
+		if err == nil {
+			err = m.allReduce(ctx, bufs, func(b *stepBuffers) tensor.Tensor { return b.o })
+		}
+		if err == nil {
+			err = m.eachShard(func(sh *shard) error {
+				b := bufs[sh.index]
+				return sh.dev.Add(b.x, b.x, b.o)
+			})
+		}
 	}
-	// The rows that want logits, normalised, in F32, through the output matrix.
-	R := len(rowsOut)
-	sel := s.alloc(act, R, c.Dim)
-	s.do(dev.Embedding(sel, x, rowsT))
-	s.do(dev.RMSNorm(sel, sel, w.outNorm, norm))
-	sel32 := sel
-	if act != tensor.F32 {
-		sel32 = s.alloc(tensor.F32, R, c.Dim)
-		s.do(dev.Copy(sel32, sel))
+	if err != nil {
+		return fmt.Errorf("llama: step: %w", err)
 	}
-	logits := s.alloc(tensor.F32, R, c.VocabSize)
-	s.do(dev.MatMul(logits, sel32, w.output, op.MatMulOptions{}))
-	if s.err != nil {
-		return nil, s.err
+	// The rows that want logits, normalised, in F32, through the output
+	// matrix (shard 0, which holds the full residual stream like every shard).
+	sh, b := m.shards[0], bufs[0]
+	dev := sh.dev
+	err = errors.Join(
+		dev.Embedding(b.sel, b.x, b.rows),
+		dev.RMSNorm(b.sel, b.sel, sh.w.outNorm, norm))
+	if err == nil && b.sel32 != b.sel {
+		err = dev.Copy(b.sel32, b.sel)
 	}
-	flat := make([]float32, R*c.VocabSize)
-	if err := dev.Download(ctx, tensor.F32Bytes(flat), logits); err != nil {
+	if err == nil {
+		err = dev.MatMul(b.logits, b.sel32, sh.w.output, op.MatMulOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("llama: step: %w", err)
+	}
+	return nil
+}
+
+// allReduce replaces the tensor pick selects in every shard's buffers by
+// the sum over shards. The partial sums come to the host, are added in F32
+// in shard order (the same result on every run) and go back to every shard.
+// One shard: nothing to do.
+func (m *Model) allReduce(ctx context.Context, bufs []*stepBuffers, pick func(*stepBuffers) tensor.Tensor) error {
+	if len(m.shards) == 1 {
+		return nil
+	}
+	parts := make([][]float32, len(m.shards))
+	err := m.eachShard(func(sh *shard) error {
+		t := pick(bufs[sh.index])
+		raw := make([]byte, t.SizeBytes())
+		if err := sh.dev.Download(ctx, raw, t); err != nil {
+			return err
+		}
+		vals, ok := tensor.DecodeFloats(t.DType(), raw)
+		if !ok {
+			return fmt.Errorf("all-reduce: cannot decode %v", t.DType())
+		}
+		parts[sh.index] = vals
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sum := parts[0]
+	for _, p := range parts[1:] {
+		for i, v := range p {
+			sum[i] += v
+		}
+	}
+	raw, ok := tensor.EncodeFloats(m.actType, sum)
+	if !ok {
+		return fmt.Errorf("all-reduce: cannot encode %v", m.actType)
+	}
+	return m.eachShard(func(sh *shard) error {
+		return sh.dev.Upload(pick(bufs[sh.index]), raw)
+	})
+}
+
+// readLogits downloads the logit rows of the step's requests (the first
+// rows of b.logits; padding rows follow) and splits them per request.
+func (m *Model) readLogits(ctx context.Context, p *stepPlan, b *stepBuffers) ([]Result, error) {
+	V := m.Config.VocabSize
+	rows := b.logits
+	if p.rows != b.shape.rows {
+		var err error
+		if rows, err = rows.Slice(0, 0, p.rows); err != nil {
+			return nil, fmt.Errorf("llama: step: %w", err)
+		}
+	}
+	flat := make([]float32, p.rows*V)
+	if err := m.shards[0].dev.Download(ctx, tensor.F32Bytes(flat), rows); err != nil {
 		return nil, fmt.Errorf("llama: step: %w", err)
 	}
 	results := make([]Result, len(p.reqs))
@@ -311,7 +499,7 @@ func (m *Model) run(ctx context.Context, p *stepPlan) ([]Result, error) {
 		}
 		results[i].Logits = make([][]float32, n)
 		for j := range n {
-			results[i].Logits[j] = flat[row*c.VocabSize : (row+1)*c.VocabSize : (row+1)*c.VocabSize]
+			results[i].Logits[j] = flat[row*V : (row+1)*V : (row+1)*V]
 			row++
 		}
 	}

@@ -9,43 +9,27 @@ import (
 	"github.com/kiln-gpu/kiln/runtime/tensor"
 )
 
-// kvCache holds every layer's keys and values in fixed-size pages; sequences
-// own pages through their block tables. Pages are handed out by a free list
-// guarded by Model.seqMu.
+// kvCache hands out KV pages: sequences own pages through their block
+// tables, and page p of every shard's per-layer K and V tensors belongs to
+// the sequence holding p. The free list is guarded by Model.seqMu. Page
+// nPages (one past the last) is the padding page, never handed out.
 type kvCache struct {
-	k, v     []tensor.Tensor // per layer: [nPages, pageSize, nKVHeads, headDim]
 	pageSize int
 	nPages   int
 	freeList []int32
 }
 
-func newKVCache(dev backend.Backend, c Config, opts Options, act tensor.DType) (*kvCache, error) {
+func newPageAllocator(opts Options) *kvCache {
 	kv := &kvCache{pageSize: opts.PageSize, nPages: opts.KVPages}
-	for i := 0; i < c.NLayers; i++ {
-		for _, dst := range []*[]tensor.Tensor{&kv.k, &kv.v} {
-			t, err := dev.Alloc(act, opts.KVPages, opts.PageSize, c.NKVHeads, c.HeadDim)
-			if err != nil {
-				_ = kv.free(dev)
-				return nil, fmt.Errorf("llama: KV cache (%d pages of %d tokens, layer %d): %w", opts.KVPages, opts.PageSize, i, err)
-			}
-			*dst = append(*dst, t)
-		}
-	}
 	kv.freeList = make([]int32, opts.KVPages)
 	for i := range kv.freeList {
 		kv.freeList[i] = int32(opts.KVPages - 1 - i) // pop from the end: page 0 first
 	}
-	return kv, nil
+	return kv
 }
 
-func (kv *kvCache) free(dev backend.Backend) error {
-	var errs []error
-	for _, t := range append(kv.k, kv.v...) {
-		errs = append(errs, dev.Free(t))
-	}
-	kv.k, kv.v = nil, nil
-	return errors.Join(errs...)
-}
+// paddingPage is the page padded batch rows write into.
+func (kv *kvCache) paddingPage() int32 { return int32(kv.nPages) }
 
 // take pops n free pages, or fails without taking any.
 func (kv *kvCache) take(n int) ([]int32, error) {
@@ -179,18 +163,20 @@ func (m *Model) Fork(s *Sequence) (*Sequence, error) {
 	child := &Sequence{m: m, tokens: slices.Clone(s.tokens), pages: pages}
 	src := slices.Clone(s.pages)
 	m.seqMu.Unlock()
-	for layer := range m.kv.k {
-		for _, cache := range []tensor.Tensor{m.kv.k[layer], m.kv.v[layer]} {
-			for i, p := range src {
-				from, err1 := cache.Slice(0, int(p), int(p)+1)
-				to, err2 := cache.Slice(0, int(pages[i]), int(pages[i])+1)
-				if err := errors.Join(err1, err2); err != nil {
-					_ = child.Free()
-					return nil, err
-				}
-				if err := m.dev.Copy(to, from); err != nil {
-					_ = child.Free()
-					return nil, fmt.Errorf("llama: fork: copying KV page: %w", err)
+	for _, sh := range m.shards {
+		for layer := range sh.k {
+			for _, cache := range []tensor.Tensor{sh.k[layer], sh.v[layer]} {
+				for i, p := range src {
+					from, err1 := cache.Slice(0, int(p), int(p)+1)
+					to, err2 := cache.Slice(0, int(pages[i]), int(pages[i])+1)
+					if err := errors.Join(err1, err2); err != nil {
+						_ = child.Free()
+						return nil, err
+					}
+					if err := sh.dev.Copy(to, from); err != nil {
+						_ = child.Free()
+						return nil, fmt.Errorf("llama: fork: copying KV page on %s: %w", sh.dev.Name(), err)
+					}
 				}
 			}
 		}

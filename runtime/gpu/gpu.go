@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kiln-gpu/kiln/cuda"
@@ -78,6 +79,11 @@ type Backend struct {
 	errHost  *cuda.HostBuffer // pinned landing place for reading errWord
 	mayFault bool             // a kernel that can write errWord ran since the last check
 	fault    error            // the first asynchronous fault seen; sticky
+
+	// capturing is set while CaptureGraph records the stream: calls that
+	// cannot be recorded (transfers, Sync, Alloc, Free) fail meanwhile.
+	capturing atomic.Bool
+	graphs    map[*graph]struct{} // live graphs, destroyed by Close; guarded by closeMu
 
 	probeOut    cuda.DevicePtr // ReadProbe's per-block output, made on first use
 	probeBlocks int
@@ -288,12 +294,17 @@ func (b *Backend) Close() error {
 	for buf := range live {
 		buf.freed = true
 	}
+	graphs := b.graphs
+	b.graphs = nil
 	b.closeMu.Unlock()
 	b.opMu.Lock()
 	defer b.opMu.Unlock()
 	var errs []error
 	if err := b.stream.Synchronize(); err != nil {
 		errs = append(errs, err)
+	}
+	for g := range graphs {
+		errs = append(errs, g.destroy())
 	}
 	if len(live) > 0 {
 		b.log.Debug("closing with live tensors; freeing them", "count", len(live))
@@ -365,6 +376,9 @@ func (b *Backend) Alloc(dt tensor.DType, shape ...int) (tensor.Tensor, error) {
 	if err := b.checkOpen(); err != nil {
 		return tensor.Tensor{}, err
 	}
+	if b.capturing.Load() {
+		return tensor.Tensor{}, fmt.Errorf("%s: alloc: %w", b.name, errCapturing)
+	}
 	size, err := tensor.SizeBytes(dt, shape...)
 	if err != nil {
 		return tensor.Tensor{}, fmt.Errorf("%s: alloc: %w: %v", b.name, op.ErrInvalidArgument, err)
@@ -400,6 +414,9 @@ func (b *Backend) Free(t tensor.Tensor) error {
 	buf, err := b.buffer("free", "t", t)
 	if err != nil {
 		return err
+	}
+	if b.capturing.Load() {
+		return fmt.Errorf("%s: free: %w", b.name, errCapturing)
 	}
 	b.closeMu.Lock()
 	if buf.freed { // freed by a concurrent Free or Close since buffer() looked
@@ -457,6 +474,9 @@ func (b *Backend) Upload(dst tensor.Tensor, src []byte) error {
 	if b.fault != nil {
 		return b.fault
 	}
+	if b.capturing.Load() {
+		return fmt.Errorf("%s: upload: %w", b.name, errCapturing)
+	}
 	base := b.ptr(buf, dst)
 	for off, i := int64(0), 0; off < int64(len(src)); i ^= 1 {
 		n := min(int64(len(src))-off, stagingChunkBytes)
@@ -492,6 +512,9 @@ func (b *Backend) Download(ctx context.Context, dst []byte, src tensor.Tensor) e
 	defer b.opMu.Unlock()
 	if b.fault != nil {
 		return b.fault
+	}
+	if b.capturing.Load() {
+		return fmt.Errorf("%s: download: %w", b.name, errCapturing)
 	}
 	base := b.ptr(buf, src)
 	total := int64(len(dst))
@@ -556,6 +579,9 @@ func (b *Backend) Sync(ctx context.Context) error {
 	defer b.opMu.Unlock()
 	if b.fault != nil {
 		return b.fault
+	}
+	if b.capturing.Load() {
+		return fmt.Errorf("%s: sync: %w", b.name, errCapturing)
 	}
 	if err := b.syncLocked(ctx); err != nil {
 		return err
