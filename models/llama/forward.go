@@ -162,6 +162,7 @@ type stepBuffers struct {
 	x, h, q, k, v, attn, o, g            tensor.Tensor
 	q3, k3, v3, attn3                    tensor.Tensor
 	sel, sel32, logits                   tensor.Tensor // shard 0: the logit rows
+	peerTmp                              tensor.Tensor // shard 0 with device all-reduce: a peer's partial sum
 	owned                                []tensor.Tensor
 	err                                  error
 }
@@ -244,6 +245,9 @@ func (m *Model) allocStep(sh *shard, s stepShape) (*stepBuffers, error) {
 			b.sel32 = b.alloc(dev, tensor.F32, R, c.Dim)
 		}
 		b.logits = b.alloc(dev, tensor.F32, R, c.VocabSize)
+		if m.peers != nil {
+			b.peerTmp = b.alloc(dev, act, T, c.Dim)
+		}
 	}
 	if b.err != nil {
 		err := b.err
@@ -435,12 +439,38 @@ func (m *Model) forward(ctx context.Context, bufs []*stepBuffers, attnOpts op.At
 	return nil
 }
 
+// peerCopier is the CUDA backend's copy from another backend's tensor
+// (gpu.Backend.CopyFromPeer), ordered on both streams.
+type peerCopier interface {
+	CopyFromPeer(dst, src tensor.Tensor) error
+}
+
 // allReduce replaces the tensor pick selects in every shard's buffers by
-// the sum over shards. The partial sums come to the host, are added in F32
-// in shard order (the same result on every run) and go back to every shard.
-// One shard: nothing to do.
+// the sum over shards. One shard: nothing to do. When every shard's backend
+// can copy from its peers (CUDA), the partial sums are gathered on shard 0
+// with peer copies, added there in shard order, and copied back: no host
+// round trip and no synchronisation. Otherwise they come to the host, are
+// added in F32 in shard order and go back to every shard. Either way the
+// result is the same on every run.
 func (m *Model) allReduce(ctx context.Context, bufs []*stepBuffers, pick func(*stepBuffers) tensor.Tensor) error {
 	if len(m.shards) == 1 {
+		return nil
+	}
+	if m.peers != nil {
+		b0, dev0 := bufs[0], m.shards[0].dev
+		for j := 1; j < len(m.shards); j++ {
+			if err := m.peers[0].CopyFromPeer(b0.peerTmp, pick(bufs[j])); err != nil {
+				return fmt.Errorf("all-reduce: %w", err)
+			}
+			if err := dev0.Add(pick(b0), pick(b0), b0.peerTmp); err != nil {
+				return fmt.Errorf("all-reduce: %w", err)
+			}
+		}
+		for j := 1; j < len(m.shards); j++ {
+			if err := m.peers[j].CopyFromPeer(pick(bufs[j]), pick(b0)); err != nil {
+				return fmt.Errorf("all-reduce: %w", err)
+			}
+		}
 		return nil
 	}
 	parts := make([][]float32, len(m.shards))

@@ -89,6 +89,7 @@ type Model struct {
 	closed   bool // guarded by stepMu and seqMu
 
 	graphs map[int]*decodeGraph // captured decode steps by batch bucket; guarded by stepMu
+	peers  []peerCopier         // per shard, when every shard's backend copies from peers (CUDA); else nil
 }
 
 // shard is one device's part of a model. Without tensor parallelism there
@@ -257,10 +258,10 @@ func LoadFile(ctx context.Context, dev backend.Backend, f *gguf.File, opts Optio
 // LoadFileParallel loads the model sharded over devs, a tensor-parallel
 // group (one device: no parallelism). Shard i runs on devs[i] with its share
 // of the attention heads and FFN rows; the row-parallel products (attention
-// output, FFN down) are summed across shards after each layer half. The sum
-// goes through the host in shard order (deterministic; NCCL and peer copies
-// are not used yet), so the CPU backend can stand for N devices: open it N
-// times. The number of KV heads and the FFN width must divide by len(devs),
+// output, FFN down) are summed across shards after each layer half, in
+// shard order (deterministic): on CUDA backends with peer copies gathered on
+// the first device, otherwise through the host, so the CPU backend can
+// stand for N devices (open it N times). NCCL is not used yet. The number of KV heads and the FFN width must divide by len(devs),
 // and each shard's slice of a block-quantised matrix must start on a block
 // boundary; otherwise it is an error naming the tensor.
 //
@@ -328,6 +329,17 @@ func LoadFileParallel(ctx context.Context, devs []backend.Backend, f *gguf.File,
 	}
 	m := &Model{Config: c, Tokenizer: tok, opts: opts, dev: devs[0], file: f, actType: act, log: opts.Logger}
 	m.kv = newPageAllocator(opts)
+	if n > 1 {
+		m.peers = make([]peerCopier, n)
+		for i, d := range devs {
+			pc, ok := unwrap[peerCopier](d)
+			if !ok {
+				m.peers = nil
+				break
+			}
+			m.peers[i] = pc
+		}
+	}
 	var progress loadProgress
 	progress.total, progress.report = totalWeightBytes, opts.Progress
 	for i, d := range devs {

@@ -85,6 +85,8 @@ type Backend struct {
 	capturing atomic.Bool
 	graphs    map[*graph]struct{} // live graphs, destroyed by Close; guarded by closeMu
 
+	peersTried map[*Backend]bool // peer access attempted, by peer; guarded by peerMu
+
 	probeOut    cuda.DevicePtr // ReadProbe's per-block output, made on first use
 	probeBlocks int
 

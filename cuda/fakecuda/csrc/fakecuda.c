@@ -1037,8 +1037,11 @@ ENTRY(cuStreamWaitEvent, (void *stream, void *event, unsigned int flags), (strea
 	if (r == OK) {
 		r = stream_ok(stream);
 	}
-	if (r == OK) {
-		r = event_ok(event);
+	// The event may belong to another context (cuStreamWaitEvent's
+	// documentation: "event may be from a different context or device").
+	struct event *e = event;
+	if (r == OK && (e == NULL || e->magic != EVENT_MAGIC || e->dead || !ctx_valid(e->ctx) || e->generation != e->ctx->generation)) {
+		r = E_INVALID_HANDLE;
 	}
 	if (r == OK && flags != 0) {
 		r = E_INVALID_VALUE;

@@ -121,7 +121,8 @@ func TestDisableGraphsLaunchesKernels(t *testing.T) {
 }
 
 // TestTensorParallelOnTwoBackends shards the model over two backends of the
-// fake device: weights split, KV pages on both, partial sums through the host.
+// fake device: weights split, KV pages on both, partial sums gathered and
+// broadcast with peer copies.
 func TestTensorParallelOnTwoBackends(t *testing.T) {
 	dev0, lib := openFakeGPU(t)
 	dev1, _ := openFakeGPU(t)
@@ -134,5 +135,9 @@ func TestTensorParallelOnTwoBackends(t *testing.T) {
 	decodeSteps(t, m, 3)
 	if n := lib.GraphLaunchCount(); n != 0 {
 		t.Errorf("%d graph launches with tensor parallelism (graphs apply to one device)", n)
+	}
+	// Two all-reduces a layer, each one copy to shard 0 and one back.
+	if got, want := lib.Calls("cuMemcpyPeerAsync"), int64(3*m.Config.NLayers*2*2); got != want {
+		t.Errorf("%d peer copies for 3 steps, want %d", got, want)
 	}
 }
