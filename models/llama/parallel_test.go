@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kiln-gpu/kiln/models/gguf"
 	"github.com/kiln-gpu/kiln/models/tokenizer"
 	"github.com/kiln-gpu/kiln/runtime/backend"
 	"github.com/kiln-gpu/kiln/runtime/tensor"
@@ -125,5 +126,44 @@ func TestSlicePartColumnsOfBlocks(t *testing.T) {
 	}
 	if _, _, _, err := slicePart(data, tensor.Q8_0, []int{2, 64}, part{dim: 1, lo: 16, hi: 64}); err == nil || !strings.Contains(err.Error(), "blocks of 32") {
 		t.Errorf("columns 16..64 of Q8_0: %v, want a block boundary error", err)
+	}
+}
+
+// TestTensorParallelQ8_0 shards the project's Q8_0 quantisation of
+// stories260K over two CPU devices: the attention output matrix is split
+// along its Q8_0 blocks (32 columns a shard).
+func TestTensorParallelQ8_0(t *testing.T) {
+	f, err := gguf.Open(sharedModel(t, "stories260K.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	q8, _ := quantizeFile(t, f, tensor.Q8_0)
+	defer q8.Close()
+	ctx := context.Background()
+	one, err := LoadFile(ctx, cpuGroup(t, 1)[0], q8, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer one.Close()
+	two, err := LoadFileParallel(ctx, cpuGroup(t, 2), q8, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer two.Close()
+	if dt := two.shards[1].w.layers[0].wo.DType(); dt != tensor.Q8_0 {
+		t.Fatalf("shard 1's attn_output is %v, want Q8_0", dt)
+	}
+	bos, _ := one.Tokenizer.BOS()
+	prompt := []int32{bos, 403, 407, 261, 378, 432, 383, 286}
+	d := maxAbsDiff(promptLogits(t, two, prompt), promptLogits(t, one, prompt))
+	t.Logf("Q8_0 TP=2: max |logit difference| %.3g", d)
+	if d > 1e-4 {
+		t.Errorf("Q8_0 TP=2 logits differ from one device by up to %g", d)
+	}
+	wantIDs, _ := greedy(t, one, "", 100)
+	gotIDs, _ := greedy(t, two, "", 100)
+	if !slices.Equal(gotIDs, wantIDs) {
+		t.Error("Q8_0 TP=2 greedy tokens differ from one device")
 	}
 }
