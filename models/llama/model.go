@@ -32,9 +32,13 @@ type Options struct {
 	// MaxBatchTokens is the most tokens one Step may process (all sequences
 	// together). 0: 512.
 	MaxBatchTokens int
-	// ActivationType is the dtype of activations and of the KV cache. Invalid
-	// (the zero value) picks: F32 on the CPU or when the model's matrices are
-	// F32; otherwise BF16 when they are BF16, else F16.
+	// ActivationType is the dtype of activations (the residual stream
+	// included) and of the KV cache. Invalid (the zero value) picks: F32 on
+	// the CPU or when the model's matrices are F32; otherwise BF16 when they
+	// are BF16, else F16. F16 keeps llama.cpp-like precision for most
+	// models but overflows above 65504: for models known for very large
+	// activations choose BF16 (range) or F32 (the GPU then runs the simple,
+	// slower attention kernels).
 	ActivationType tensor.DType
 	// DisableGraphs turns off CUDA graphs. By default, on a backend that can
 	// capture graphs (the CUDA backend) and without tensor parallelism, a
