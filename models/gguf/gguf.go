@@ -256,9 +256,8 @@ type TensorInfo struct {
 	Shape []int
 	// Offset is the absolute file offset of the first byte of data.
 	Offset int64
-	// SizeBytes is the size of the data in bytes, or -1 when the ggml type
-	// is one this package does not know the block size of (GGMLTypeName
-	// reports such a type as unknown).
+	// SizeBytes is the size of the data in bytes. (A ggml type whose block
+	// layout this package does not know makes Parse refuse the file.)
 	SizeBytes int64
 }
 

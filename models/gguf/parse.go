@@ -282,14 +282,10 @@ func (p *parser) parse() (*File, error) {
 			}
 			ti.SizeBytes = size
 		} else {
-			// Elements still must be countable.
-			count, ok := int64(1), true
-			for _, n := range rt.ne {
-				if count, ok = mulCheck(count, n); !ok {
-					return nil, p.errAt(ErrMalformed, fmt.Sprintf("tensor %q dimensions", name), rt.dimsOff,
-						"shape %v has more than %d elements (integer overflow)", ti.Shape, int64(math.MaxInt64))
-				}
-			}
+			// Without a block layout the tensor's extent is unknown, so it
+			// could not be bounds-checked: refuse it, as gguf.cpp does.
+			return nil, p.errAt(ErrUnsupported, fmt.Sprintf("tensor %q type", name), rt.typeOff,
+				"ggml type %d is not one this reader knows the layout of", rt.ggmlType)
 		}
 		if rt.relOffset%uint64(f.Alignment) != 0 {
 			return nil, p.errAt(ErrMalformed, fmt.Sprintf("tensor %q offset", name), rt.offsetOff,
@@ -392,6 +388,12 @@ func (p *parser) array(field func() string, depth int) (*Array, error) {
 	elem := ValueType(et)
 	if !elem.Valid() {
 		return nil, p.errAt(ErrMalformed, field()+" element type", start, "found value type %d, want 0..%d", et, numValueTypes-1)
+	}
+	if elem == TypeArray {
+		// ggml's gguf.cpp refuses them too; and an empty nested array costs
+		// 12 bytes in the file but hundreds in memory, which would let a
+		// small file demand a large allocation.
+		return nil, p.errAt(ErrUnsupported, field()+" element type", start, "arrays of arrays are not supported")
 	}
 	lenOff := p.pos
 	n, ok := p.u64()

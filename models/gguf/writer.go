@@ -173,10 +173,17 @@ func (w *Writer) AddTensorFunc(name string, dt tensor.DType, shape []int, produc
 	return nil
 }
 
+// maxTensorNameBytes is ggml's GGML_MAX_NAME: names must be shorter, so
+// that they fit its fixed buffer with the terminating NUL.
+const maxTensorNameBytes = 64
+
 // newTensor checks a tensor's name, type and shape and computes its size.
 func (w *Writer) newTensor(name string, ggmlType uint32, shape []int) (writerTensor, error) {
 	if _, dup := w.tensorIndex[name]; dup {
 		return writerTensor{}, fmt.Errorf("gguf: writer: duplicate tensor name %q", name)
+	}
+	if len(name) >= maxTensorNameBytes {
+		return writerTensor{}, fmt.Errorf("gguf: writer: tensor name %q is %d bytes; ggml (GGML_MAX_NAME) refuses names of %d bytes or more", name, len(name), maxTensorNameBytes)
 	}
 	be, bb, ok := GGMLTypeLayout(ggmlType)
 	if !ok {
@@ -267,6 +274,9 @@ func checkArray(a *Array, depth int) error {
 	}
 	if depth > maxArrayDepth {
 		return fmt.Errorf("arrays nested more than %d deep", maxArrayDepth)
+	}
+	if a.ElemType == TypeArray {
+		return errors.New("arrays of arrays are not supported (ggml's gguf.cpp and kiln's reader refuse them)")
 	}
 	n := a.sliceLen()
 	if n < 0 {

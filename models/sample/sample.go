@@ -74,14 +74,15 @@ type Options struct {
 	// that occurs in the recent history; 0 is off. Must be finite.
 	PresencePenalty float32
 	// PenaltyLastN is how many of the most recent history tokens the
-	// penalties look at: 0 means 64 (llama.cpp's default), -1 means all of
-	// them.
+	// penalties look at, as llama.cpp's penalty_last_n: 0 turns the
+	// penalties off, -1 means the whole history. llama.cpp's default is
+	// DefaultPenaltyLastN (64); callers that set a penalty usually want it.
 	PenaltyLastN int
 	// Seed seeds the random generator (any value, 0 included, is a seed).
 	Seed uint64
 }
 
-// DefaultPenaltyLastN is the window the penalties use when PenaltyLastN is 0.
+// DefaultPenaltyLastN is llama.cpp's default penalty window, in tokens.
 const DefaultPenaltyLastN = 64
 
 // ErrInvalidOptions is matched by the errors New and Validate return.
@@ -182,6 +183,13 @@ func (s *Sampler) Sample(logits []float32, history []int32) (int32, error) {
 	if err := s.applyPenalties(cands, history); err != nil {
 		return 0, err
 	}
+	// Extreme penalties can push a finite logit to +Inf (or NaN), which no
+	// distribution can be built from.
+	for _, c := range cands {
+		if math.IsNaN(float64(c.logit)) || math.IsInf(float64(c.logit), 1) {
+			return 0, fmt.Errorf("sample: the penalties made token %d's logit %v (lower RepeatPenalty, FrequencyPenalty or PresencePenalty)", c.id, c.logit)
+		}
+	}
 
 	if s.opts.Temperature == 0 {
 		best := cands[0]
@@ -225,6 +233,9 @@ func (s *Sampler) Sample(logits []float32, history []int32) (int32, error) {
 		}
 		cands = cands[:kept]
 	}
+	if len(cands) == 0 { // not reachable with finite logits: the best token has weight 1
+		return 0, errors.New("sample: no candidate token left")
+	}
 
 	// Temperature and the draw.
 	invT := 1 / float64(s.opts.Temperature)
@@ -261,11 +272,11 @@ func (s *Sampler) applyPenalties(cands []candidate, history []int32) error {
 	if !repeat && o.FrequencyPenalty == 0 && o.PresencePenalty == 0 {
 		return nil
 	}
+	if o.PenaltyLastN == 0 {
+		return nil
+	}
 	window := history
-	switch lastN := o.PenaltyLastN; {
-	case lastN == 0 && len(window) > DefaultPenaltyLastN:
-		window = window[len(window)-DefaultPenaltyLastN:]
-	case lastN > 0 && len(window) > lastN:
+	if lastN := o.PenaltyLastN; lastN > 0 && len(window) > lastN {
 		window = window[len(window)-lastN:]
 	}
 	base := len(history) - len(window)

@@ -263,19 +263,24 @@ func TestPenalties(t *testing.T) {
 	if got, _ := s.Sample(logits, []int32{2, 0, 0, 1}); got != 3 {
 		t.Errorf("whole-history window: %d, want 3", got)
 	}
-	// The default window is the last 64 tokens.
+	// A window of 64 (llama.cpp's default) looks at the last 64 tokens.
 	hist := make([]int32, 100)
 	for i := range hist {
 		hist[i] = 1
 	}
 	hist[35] = 0 // 65th from the end: outside
-	s = mustNew(t, Options{PresencePenalty: 10})
+	s = mustNew(t, Options{PresencePenalty: 10, PenaltyLastN: DefaultPenaltyLastN})
 	if got, _ := s.Sample(logits, hist); got != 0 {
-		t.Errorf("token 0 outside the default window was penalized: got %d", got)
+		t.Errorf("token 0 outside the window of 64 was penalized: got %d", got)
 	}
 	hist[36] = 0 // 64th from the end: inside
 	if got, _ := s.Sample(logits, hist); got != 2 {
-		t.Errorf("token 0 inside the default window: got %d, want 2", got)
+		t.Errorf("token 0 inside the window of 64: got %d, want 2", got)
+	}
+	// PenaltyLastN 0 turns the penalties off, as llama.cpp's penalty_last_n.
+	off := mustNew(t, Options{PresencePenalty: 10})
+	if got, err := off.Sample(logits, hist); err != nil || got != 0 {
+		t.Errorf("PenaltyLastN 0: %d %v, want 0 (no penalty)", got, err)
 	}
 	// History tokens outside the vocabulary are refused, by position.
 	if _, err := s.Sample(logits, []int32{0, 4}); err == nil || !strings.Contains(err.Error(), "history[1] is token 4, outside the vocabulary of 4") {
@@ -317,7 +322,7 @@ func TestApplyPenaltiesExact(t *testing.T) {
 	}
 	// A zero logit counts as non-positive: multiplied (stays 0), then the
 	// presence penalty.
-	s = mustNew(t, Options{RepeatPenalty: 3, PresencePenalty: 1})
+	s = mustNew(t, Options{RepeatPenalty: 3, PresencePenalty: 1, PenaltyLastN: -1})
 	s.counts = make([]int32, len(logits))
 	for i, l := range logits {
 		cands[i] = candidate{int32(i), l}
@@ -346,6 +351,18 @@ func TestSampleErrors(t *testing.T) {
 	g := mustNew(t, Options{})
 	if _, err := g.Sample([]float32{ninf}, nil); err == nil || !strings.Contains(err.Error(), "every logit is -Inf") {
 		t.Errorf("greedy all -Inf: %v", err)
+	}
+	// Penalties that push a finite logit to +Inf are an error, not a panic
+	// or a draw from NaN weights (with and without min-p).
+	for _, o := range []Options{
+		{Temperature: 1, MinP: 0.1, FrequencyPenalty: -3e38, PenaltyLastN: -1},
+		{Temperature: 1, FrequencyPenalty: -3e38, PenaltyLastN: -1},
+		{FrequencyPenalty: -3e38, PenaltyLastN: -1},
+	} {
+		p := mustNew(t, o)
+		if _, err := p.Sample([]float32{1, 0}, []int32{0, 0}); err == nil || !strings.Contains(err.Error(), "penalties made token 0's logit +Inf") {
+			t.Errorf("%+v: %v, want an error about the penalties", o, err)
+		}
 	}
 	// -Inf tokens are never drawn.
 	got := frequencies(t, s, []float32{ninf, 0, ninf, 0}, 2000)

@@ -205,3 +205,25 @@ func TestIgnoreMerges(t *testing.T) {
 		}
 	}
 }
+
+// TestPreTokenizerAliases: names llama.cpp maps to the Qwen2 and LLaMA-3
+// pre-tokenizers (DeepSeek-R1-Distill-Qwen's "deepseek-r1-qwen", ...) split
+// exactly as those do, with the same settings.
+func TestPreTokenizerAliases(t *testing.T) {
+	texts := []string{"Hello world 12345", "I'm ok!!  \n\nyes", "数字 123 and émoji 🙂"}
+	for alias, base := range map[string]string{
+		"deepseek-r1-qwen": "qwen2", "kormo": "qwen2",
+		"falcon-h1": "llama-bpe", "pixtral": "llama-bpe", "midm-2.0": "llama-bpe", "lfm2": "llama-bpe",
+	} {
+		a := byteLevelVocab(alias, nil, nil).mustLoad(t)
+		b := byteLevelVocab(base, nil, nil).mustLoad(t)
+		if a.pre.ignoreMerges != b.pre.ignoreMerges || a.pre.addBOS != b.pre.addBOS {
+			t.Errorf("%s: settings differ from %s", alias, base)
+		}
+		for _, text := range texts {
+			if got, want := a.pre.split(text), b.pre.split(text); !slices.Equal(got, want) {
+				t.Errorf("%s: split(%q) = %q, %s gives %q", alias, text, got, base, want)
+			}
+		}
+	}
+}

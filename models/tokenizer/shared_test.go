@@ -3,8 +3,10 @@ package tokenizer
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/kiln-gpu/kiln/models/gguf"
@@ -231,5 +233,33 @@ func TestSharedVocabRoundTrips(t *testing.T) {
 				t.Errorf("%s: Decode(Encode(%q)) = %q", name, s, got)
 			}
 		}
+	}
+}
+
+// TestConcurrentUse shares one *Tokenizer among goroutines (run with -race):
+// each encodes and decodes every reference vector and must get the ids the
+// tokenizer gives when used alone.
+func TestConcurrentUse(t *testing.T) {
+	for _, name := range []string{"ggml-vocab-llama-spm.gguf", "ggml-vocab-gpt-2.gguf"} {
+		path := sharedPath(t, filepath.Join("vocab", name))
+		tok := openTokenizer(t, path)
+		vectors := readVectors(t, path)
+		var wg sync.WaitGroup
+		for g := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range vectors {
+					v := vectors[(i+g)%len(vectors)]
+					got, err := tok.Encode(v.text, EncodeOptions{ParseSpecial: true})
+					if err != nil || !slices.Equal(got, v.ids) {
+						t.Errorf("%s goroutine %d: %q: %v %v, want %v", name, g, v.text, got, err, v.ids)
+						return
+					}
+					_ = tok.Decode(got)
+				}
+			}()
+		}
+		wg.Wait()
 	}
 }
