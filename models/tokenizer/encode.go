@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"unicode/utf8"
 )
 
@@ -31,8 +30,9 @@ type candidateQueue struct {
 	byScore bool
 }
 
-func (q *candidateQueue) Len() int { return len(q.items) }
-func (q *candidateQueue) Less(i, j int) bool {
+func (q *candidateQueue) len() int { return len(q.items) }
+
+func (q *candidateQueue) less(i, j int) bool {
 	a, b := &q.items[i], &q.items[j]
 	if q.byScore {
 		if a.score != b.score {
@@ -43,12 +43,42 @@ func (q *candidateQueue) Less(i, j int) bool {
 	}
 	return a.left < b.left
 }
-func (q *candidateQueue) Swap(i, j int) { q.items[i], q.items[j] = q.items[j], q.items[i] }
-func (q *candidateQueue) Push(x any)    { q.items = append(q.items, x.(candidate)) }
-func (q *candidateQueue) Pop() any {
-	last := q.items[len(q.items)-1]
-	q.items = q.items[:len(q.items)-1]
-	return last
+
+// push and pop keep items a binary heap by less. (Typed rather than through
+// container/heap: boxing each candidate in an interface dominated the time
+// of encoding long texts.)
+func (q *candidateQueue) push(c candidate) {
+	q.items = append(q.items, c)
+	for i := len(q.items) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !q.less(i, parent) {
+			break
+		}
+		q.items[i], q.items[parent] = q.items[parent], q.items[i]
+		i = parent
+	}
+}
+
+func (q *candidateQueue) pop() candidate {
+	top := q.items[0]
+	n := len(q.items) - 1
+	q.items[0] = q.items[n]
+	q.items = q.items[:n]
+	for i := 0; ; {
+		best, l, r := i, 2*i+1, 2*i+2
+		if l < n && q.less(l, best) {
+			best = l
+		}
+		if r < n && q.less(r, best) {
+			best = r
+		}
+		if best == i {
+			break
+		}
+		q.items[i], q.items[best] = q.items[best], q.items[i]
+		i = best
+	}
+	return top
 }
 
 // mergeSymbols runs the merge loop over syms: pop the best candidate, skip it
@@ -58,8 +88,8 @@ func mergeSymbols(syms []symbol, q *candidateQueue, offer func(left, right int))
 	for i := 1; i < len(syms); i++ {
 		offer(i-1, i)
 	}
-	for q.Len() > 0 {
-		c := heap.Pop(q).(candidate)
+	for q.len() > 0 {
+		c := q.pop()
 		l, r := &syms[c.left], &syms[c.right]
 		if l.end-l.start != c.leftSize || r.end-r.start != c.rightSize || l.next != c.right {
 			continue
@@ -106,7 +136,7 @@ func (t *Tokenizer) encodeSentencePiece(text string, ids []int32) ([]int32, erro
 		if !ok {
 			return
 		}
-		heap.Push(q, candidate{left: left, right: right, leftSize: l.end - l.start, rightSize: r.end - r.start, score: t.scores[id]})
+		q.push(candidate{left: left, right: right, leftSize: l.end - l.start, rightSize: r.end - r.start, score: t.scores[id]})
 	}
 	mergeSymbols(syms, q, offer)
 
@@ -138,7 +168,7 @@ func (t *Tokenizer) encodeByteLevel(text string, ids []int32) ([]int32, error) {
 		if !ok {
 			return
 		}
-		heap.Push(q, candidate{left: left, right: right, leftSize: l.end - l.start, rightSize: r.end - r.start, rank: rank})
+		q.push(candidate{left: left, right: right, leftSize: l.end - l.start, rightSize: r.end - r.start, rank: rank})
 	}
 	var err error
 	for _, raw := range t.pre.split(text) {
