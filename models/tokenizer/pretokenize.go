@@ -358,6 +358,7 @@ var preTokenizerFamilies = map[string]func() *preTokenizer{
 	"megrez":           qwen2Pre,
 	"deepseek-llm":     deepseekLLMPre,
 	"deepseek-coder":   deepseekCoderPre,
+	"deepseek-v3":      deepseekV3Pre,
 	"falcon":           falconPre,
 	"starcoder":        starcoderPre,
 	"refact":           starcoderPre,
@@ -461,4 +462,83 @@ func starcoderPre() *preTokenizer {
 		regexpSplit(`\p{N}`),
 		scanSplit(gpt2Match),
 	}}
+}
+
+// deepseekV3Pre: DeepSeek-V3's list: numbers in groups of up to three, runs
+// of CJK ideographs and kana, then deepseekV3Match.
+func deepseekV3Pre() *preTokenizer {
+	return &preTokenizer{splits: []splitFunc{
+		regexpSplit(`\p{N}{1,3}`),
+		regexpSplit(`[\x{4E00}-\x{9FA5}\x{3040}-\x{309F}\x{30A0}-\x{30FF}]+`),
+		scanSplit(deepseekV3Match),
+	}}
+}
+
+// isASCIIPunct is [!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]: every printable
+// ASCII character that is neither a letter, a digit nor a space.
+func isASCIIPunct(b byte) bool {
+	return (b >= '!' && b <= '/') || (b >= ':' && b <= '@') || (b >= '[' && b <= '`') || (b >= '{' && b <= '~')
+}
+
+func isASCIILetter(b byte) bool { return (b|0x20) >= 'a' && (b|0x20) <= 'z' }
+
+// isLetterOrMark is [\p{L}\p{M}].
+func isLetterOrMark(r rune) bool { return unicode.IsLetter(r) || unicode.IsMark(r) }
+
+// isPunctOrSymbol is [\p{P}\p{S}].
+func isPunctOrSymbol(r rune) bool { return unicode.IsPunct(r) || unicode.IsSymbol(r) }
+
+// deepseekV3Match is DeepSeek-V3's third pattern:
+//
+//	[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+ | [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+ |
+//	 ?[\p{P}\p{S}]+[\r\n]* | \s*[\r\n]+ | \s+(?!\S) | \s+
+func deepseekV3Match(s string, pos int) int {
+	r, size := runeAt(s, pos)
+	// An ASCII punctuation character glued to the ASCII letters after it.
+	if r < utf8.RuneSelf && isASCIIPunct(byte(r)) && pos+1 < len(s) && isASCIILetter(s[pos+1]) {
+		end := pos + 1
+		for end < len(s) && isASCIILetter(s[end]) {
+			end++
+		}
+		return end - pos
+	}
+	// [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+: with the optional lead first, then without.
+	if r != '\r' && r != '\n' && !isLetter(r) && !isPunctOrSymbol(r) && pos+size < len(s) {
+		if next, _ := runeAt(s, pos+size); isLetterOrMark(next) {
+			return runEnd(s, pos+size, isLetterOrMark) - pos
+		}
+	}
+	if isLetterOrMark(r) {
+		return runEnd(s, pos, isLetterOrMark) - pos
+	}
+	// ` ?[\p{P}\p{S}]+[\r\n]*`
+	p := pos
+	if r == ' ' {
+		p++
+	}
+	if p < len(s) {
+		if r2, _ := runeAt(s, p); isPunctOrSymbol(r2) {
+			end := runEnd(s, p, isPunctOrSymbol)
+			for end < len(s) && (s[end] == '\r' || s[end] == '\n') {
+				end++
+			}
+			return end - pos
+		}
+	}
+	// \s*[\r\n]+, then \s+(?!\S)|\s+.
+	afterNewline := -1
+	for end := pos; end < len(s); {
+		r2, size2 := runeAt(s, end)
+		if !isSpace(r2) {
+			break
+		}
+		end += size2
+		if r2 == '\r' || r2 == '\n' {
+			afterNewline = end
+		}
+	}
+	if afterNewline > 0 {
+		return afterNewline - pos
+	}
+	return spaceRun(s, pos)
 }

@@ -128,6 +128,20 @@ func TestPreTokenizerDeepSeekCoder(t *testing.T) {
 	})
 }
 
+func TestPreTokenizerDeepSeekV3(t *testing.T) {
+	// \p{N}{1,3}, [CJK and kana]+, then an ASCII punctuation character glued
+	// to the ASCII letters after it, letters with marks, punctuation and
+	// symbols, newlines and spaces. Expected splits from Python's regex
+	// module over llama.cpp's patterns (the scanner also matched it on 6,000
+	// random strings when it was written).
+	checkSplits(t, "deepseek-v3", []splitCase{
+		{"Hello, world! 12345 日本語とカタカナ", []string{"Hello", ",", " world", "!", " ", "123", "45", " ", "日本語とカタカナ"}},
+		{"x=foo.bar(baz) cafe\u0301", []string{"x", "=foo", ".bar", "(baz", ")", " cafe\u0301"}},
+		{"line1\r\n\n  indented  ", []string{"line", "1", "\r\n\n", " ", " indented", "  "}},
+		{"It's 3.14159 — ok?!", []string{"It", "'s", " ", "3", ".", "141", "59", " —", " ok", "?!"}},
+	})
+}
+
 func TestPreTokenizerDefault(t *testing.T) {
 	// [\p{P}\$\+<=>\^~\|]+, GPT-2's pattern, \p{N}+, [0-9][0-9][0-9].
 	checkSplits(t, "default", []splitCase{
