@@ -266,23 +266,29 @@ func llama3Match(maxDigits int) matchFunc {
 				return end - pos
 			}
 		}
-		// \s*[\r\n]+: the whitespace run up to and including its last \r or \n.
-		afterNewline := -1
-		for end := pos; end < len(s); {
-			r2, size2 := runeAt(s, end)
-			if !isSpace(r2) {
-				break
-			}
-			end += size2
-			if r2 == '\r' || r2 == '\n' {
-				afterNewline = end
-			}
-		}
-		if afterNewline > 0 {
-			return afterNewline - pos
-		}
-		return spaceRun(s, pos)
+		return newlineOrSpaceRun(s, pos)
 	}
+}
+
+// newlineOrSpaceRun is the common tail \s*[\r\n]+|\s+(?!\S)|\s+ of the
+// LLaMA-3 and DeepSeek-V3 patterns: a whitespace run up to and including its
+// last \r or \n, else spaceRun.
+func newlineOrSpaceRun(s string, pos int) int {
+	afterNewline := -1
+	for end := pos; end < len(s); {
+		r2, size2 := runeAt(s, end)
+		if !isSpace(r2) {
+			break
+		}
+		end += size2
+		if r2 == '\r' || r2 == '\n' {
+			afterNewline = end
+		}
+	}
+	if afterNewline > 0 {
+		return afterNewline - pos
+	}
+	return spaceRun(s, pos)
 }
 
 // whiteSpaceClass is \s as a regexp class body: Unicode's White_Space.
@@ -525,20 +531,5 @@ func deepseekV3Match(s string, pos int) int {
 			return end - pos
 		}
 	}
-	// \s*[\r\n]+, then \s+(?!\S)|\s+.
-	afterNewline := -1
-	for end := pos; end < len(s); {
-		r2, size2 := runeAt(s, end)
-		if !isSpace(r2) {
-			break
-		}
-		end += size2
-		if r2 == '\r' || r2 == '\n' {
-			afterNewline = end
-		}
-	}
-	if afterNewline > 0 {
-		return afterNewline - pos
-	}
-	return spaceRun(s, pos)
+	return newlineOrSpaceRun(s, pos)
 }
