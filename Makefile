@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: test ptx ptx-check kernel-report bench gpu-bundle cuda libcuda1
+.PHONY: test ptx ptx-check kernel-report bench gpu-bundle cuda libcuda1 builtin-model
 
 ## test: everything CI runs (installs the pinned nvcc and Debian's libcuda1 into .cache/ first)
 test:
@@ -35,3 +35,16 @@ cuda:
 ## libcuda1: fetch Debian's driver library (no GPU needed) into .cache/libcuda1
 libcuda1:
 	./scripts/fetch-libcuda1.sh
+
+## builtin-model: retrain the built-in model (models/builtin/kiln-austen.gguf and its golden values) on the CPU
+##   one-time setup: python3 -m venv /tmp/kiln-train-builtin
+##                   /tmp/kiln-train-builtin/bin/pip install -r scripts/train-builtin/requirements.txt
+##   TRAIN_PYTHON overrides the interpreter; TRAIN_ARGS passes flags (e.g. --deb FILE, see train.py -h)
+TRAIN_PYTHON ?= /tmp/kiln-train-builtin/bin/python
+builtin-model:
+	@if [ ! -x "$(TRAIN_PYTHON)" ]; then \
+		echo "builtin-model: no $(TRAIN_PYTHON); set up the venv first:" >&2; \
+		echo "  python3 -m venv /tmp/kiln-train-builtin && /tmp/kiln-train-builtin/bin/pip install -r scripts/train-builtin/requirements.txt" >&2; \
+		exit 2; \
+	fi
+	$(TRAIN_PYTHON) scripts/train-builtin/train.py $(TRAIN_ARGS)

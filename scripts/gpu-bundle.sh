@@ -29,11 +29,13 @@ set -euo pipefail
 
 # The packages whose test binaries run on the GPU machine, lowest layer first
 # (gpu-check.sh runs them in this order). models/llama runs stories260K on
-# cuda:0 (exact greedy text, Q8_0 closeness, batching) from the bundle's copy.
-DEFAULT_GPU_TEST_PACKAGES="./cuda ./kernels ./runtime/gpu ./runtime/conformance ./models/llama"
+# cuda:0 (exact greedy text, Q8_0 closeness, batching) from the bundle's copy;
+# cmd/kiln runs `kiln generate -model stories260K.gguf -temp 0 -n 200 -device
+# cuda:0` against the reference text of the shared models/README.md (copied).
+DEFAULT_GPU_TEST_PACKAGES="./cuda ./kernels ./runtime/gpu ./runtime/conformance ./models/llama ./models/builtin ./cmd/kiln"
 
 # Files from the shared folder that later model checks read (source -> bundle path).
-SHARED_FILES="models/stories260K.gguf"
+SHARED_FILES="models/stories260K.gguf models/README.md"
 
 # What travels to the GPU machine is the compressed archive .gpu.tgz (the
 # device tool carries at most 64 MiB, the working tree included); .gpu/ is

@@ -1,7 +1,11 @@
-// Command kiln is kiln's command-line tool: device information and
-// benchmarks now; text generation, tokenisation and diffusion as the model
-// packages land.
+// Command kiln is kiln's command-line tool: text generation with LLaMA-family
+// GGUF models (a small built-in model needs no download), model inspection,
+// tokenisation, device information and benchmarks.
 //
+//	kiln generate [-model FILE] [-prompt TEXT] [-n N] [-temp T] [-top-k K] [-top-p P] [-seed S] [-device auto|cpu|cuda:N] [-tp N]
+//	kiln eval -model FILE (-tokens "ID ID ..." | -text TEXT) [-logits-out FILE]
+//	kiln gguf FILE [-tensor NAME [-dequant -out FILE]]
+//	kiln tokenize -model FILE [-text TEXT | stdin] [-add-bos]
 //	kiln info [-json]
 //	kiln bench [-list] [-filter RE] [-device D] [-json] [-time DUR]
 package main
@@ -30,6 +34,9 @@ func commands() []command {
 		{"info", "show CUDA devices, the driver, and which backend auto picks and why", runInfo},
 		{"bench", "run benchmark cases on a device", runBench},
 		{"tokenize", "print the token ids of a text with a GGUF model's tokenizer", runTokenize},
+		{"generate", "generate text with a LLaMA-family GGUF model (default: the built-in model)", runGenerate},
+		{"eval", "score tokens with a model: log-probabilities, perplexity, raw logits", runEval},
+		{"gguf", "show a GGUF file's metadata and tensors; dequantize one tensor to float32", runGGUF},
 	}
 }
 
@@ -79,7 +86,7 @@ func usage(w io.Writer) {
 	cs := commands()
 	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
 	for _, c := range cs {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'kiln <command> -h' for a command's flags.")
 }

@@ -19,7 +19,10 @@ type GenerateOptions struct {
 
 // Token is one generated token and the text it completes: Text holds only
 // whole UTF-8 characters, so a token that ends inside a character yields ""
-// and the next one carries the rest.
+// and the next one carries the rest; the last token of a generation also
+// carries any bytes of a character that was never finished. The Texts of a
+// generation add up to the tokenizer's Decode of its tokens, continuing the
+// text already in the sequence.
 type Token struct {
 	ID   int32
 	Text string
@@ -75,18 +78,30 @@ func (m *Model) Generate(ctx context.Context, seq *Sequence, prompt string, opts
 			}
 			logits = res[0].Logits[0]
 		}
+		// The decoder sees the sequence's tokens first (their text is not
+		// yielded), so that the first generated piece keeps its leading
+		// space as a continuation of the prompt.
 		dec := m.Tokenizer.NewDecoder()
-		for n := 0; opts.MaxTokens == 0 || n < opts.MaxTokens; n++ {
-			if err := ctx.Err(); err != nil {
-				yield(Token{}, err)
-				return
-			}
+		for _, id := range seq.Tokens() {
+			dec.Next(id)
+		}
+		// Each token is sampled before the previous one is yielded, so that
+		// the last token yielded carries the decoder's held-back bytes.
+		sampleNext := func() (int32, bool, error) {
 			id, err := sampler.Sample(logits, seq.Tokens())
 			if err != nil {
-				yield(Token{}, err)
-				return
+				return 0, false, err
 			}
-			if m.Tokenizer.IsEndOfGeneration(id) || seq.Len() >= m.opts.ContextLen {
+			end := m.Tokenizer.IsEndOfGeneration(id) || seq.Len() >= m.opts.ContextLen
+			return id, end, nil
+		}
+		id, end, err := sampleNext()
+		for n := 0; !end; n++ {
+			if err == nil {
+				err = ctx.Err()
+			}
+			if err != nil {
+				yield(Token{}, err)
 				return
 			}
 			// The token goes into the sequence before it is yielded, so that
@@ -98,9 +113,28 @@ func (m *Model) Generate(ctx context.Context, seq *Sequence, prompt string, opts
 				return
 			}
 			logits = res[0].Logits[0]
-			if !yield(Token{ID: id, Text: dec.Next(id)}, nil) {
+			last := opts.MaxTokens > 0 && n+1 == opts.MaxTokens
+			var next int32
+			if !last {
+				if next, last, err = sampleNext(); err != nil {
+					last = true // yield this token, then the error
+				}
+			}
+			text := dec.Next(id)
+			if last {
+				text += dec.Flush()
+			}
+			if !yield(Token{ID: id, Text: text}, nil) {
 				return
 			}
+			if err != nil {
+				yield(Token{}, err)
+				return
+			}
+			if last {
+				return
+			}
+			id = next
 		}
 	}
 }
@@ -115,6 +149,10 @@ func (m *Model) AddsBOS() bool {
 	model, _ := m.file.String("tokenizer.ggml.model")
 	return model == "llama"
 }
+
+// ContextLen is the longest sequence, in tokens (Options.ContextLen after
+// defaults).
+func (m *Model) ContextLen() int { return m.opts.ContextLen }
 
 // MaxBatchTokens is the most tokens one Step takes (Options.MaxBatchTokens).
 func (m *Model) MaxBatchTokens() int { return m.opts.MaxBatchTokens }

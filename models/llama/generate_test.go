@@ -3,6 +3,7 @@ package llama
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -35,5 +36,35 @@ func TestGenerateHonoursCancellation(t *testing.T) {
 	}
 	if got := seq.Len(); got != 6 {
 		t.Errorf("the sequence holds %d tokens, want 6 (BOS and five generated)", got)
+	}
+}
+
+// TestGenerateTextContinuesThePrompt: the Texts of a generation after a
+// prompt add up to what Decode gives for the whole sequence beyond the
+// prompt's own text (the first piece keeps its leading space).
+func TestGenerateTextContinuesThePrompt(t *testing.T) {
+	m := loadStories(t, testDevices(t)[0], Options{})
+	seq, err := m.NewSequence()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seq.Free()
+	var text strings.Builder
+	n := 0
+	for tok, err := range m.Generate(context.Background(), seq, "Once upon a time,", GenerateOptions{MaxTokens: 30}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		text.WriteString(tok.Text)
+		n++
+	}
+	all := seq.Tokens()
+	promptText := m.Tokenizer.Decode(all[:len(all)-n])
+	whole := m.Tokenizer.Decode(all)
+	if !strings.HasPrefix(whole, promptText) || whole[len(promptText):] != text.String() {
+		t.Errorf("generated text %q; Decode of the sequence is %q after the prompt's %q", text.String(), whole, promptText)
+	}
+	if !strings.HasPrefix(text.String(), " ") {
+		t.Errorf("the continuation %q lost its leading space", text.String())
 	}
 }

@@ -23,11 +23,11 @@ copy of the .deb given with --deb):
 
     python3 -m venv /tmp/kiln-train-builtin
     /tmp/kiln-train-builtin/bin/pip install -r scripts/train-builtin/requirements.txt
-    /tmp/kiln-train-builtin/bin/python scripts/train-builtin/train.py
+    /tmp/kiln-train-builtin/bin/python scripts/train-builtin/train.py   # or: make builtin-model
 
 It writes models/builtin/kiln-austen.gguf and models/builtin/testdata/reference.json
-(and keeps the .deb, tokenizer and logs under .cache/train-builtin/). Time: about
-20-25 minutes on a 2-core x86-64 machine (the committed file took the time given in
+(and keeps the .deb, tokenizer and logs under .cache/train-builtin/). Time: about an
+hour on a 2-core x86-64 machine (the committed file: 59 minutes of training; see
 models/builtin/README.md). The pip install pulls the default PyPI torch wheel,
 which brings CUDA libraries (a few GB) although only the CPU is used.
 
