@@ -10,7 +10,8 @@
 # tests (CGO_ENABLED=0), the cgo build and tests with -race on the runtime
 # packages (the cgo driver binding included, against no driver, Debian's
 # libcuda1 and the fake driver), PTX freshness, the ptxas report (no spills),
-# and a CLI smoke test. GPU tests skip here with a message; they run on a GPU
+# CLI smoke tests, and the real-model check: kiln generate on stories260K
+# prints the reference text of ../shared/models/README.md exactly. GPU tests skip here with a message; they run on a GPU
 # machine through scripts/gpu-check.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,5 +63,28 @@ step "CLI: kiln info explains the CPU fallback"
 out=$(KILN_CUDA_LIBRARY="$KILN_TEST_LIBCUDA1" go run ./cmd/kiln info)
 echo "$out"
 grep -q "Backend for -device auto: cpu" <<<"$out"
+
+step "real model: kiln generate -model stories260K.gguf -temp 0 -n 200 prints the reference text (CPU)"
+shared=${KILN_SHARED:-../shared}
+if [ -f "$shared/models/stories260K.gguf" ] && [ -f "$shared/models/README.md" ]; then
+  # The reference: the first fenced block after "exactly this text" in the
+  # stories260K section of the shared README (no trailing newline).
+  want=$(awk '/^## stories260K.gguf/{s=1} s&&/exactly this text/{t=1} t&&/^```/{if(b){exit}; b=1; next} b{print}' "$shared/models/README.md")
+  got=$(go run ./cmd/kiln generate -model "$shared/models/stories260K.gguf" -temp 0 -n 200 -device cpu 2>/tmp/kiln-generate.err)
+  if [ -z "$want" ] || [ "$got" != "$want" ]; then
+    echo "kiln generate did not print the reference text"
+    diff <(echo "$want") <(echo "$got") || true
+    cat /tmp/kiln-generate.err
+    exit 1
+  fi
+  echo "matches the reference text ($(wc -c <<<"$got") bytes)"
+  tail -n 1 /tmp/kiln-generate.err
+else
+  echo "SKIPPED: $shared/models/stories260K.gguf not found (set KILN_SHARED); the Go tests skip their real-model checks too"
+fi
+
+step "demo: kiln generate with the built-in model (CPU)"
+go run ./cmd/kiln generate -device cpu -n 40 -seed 1
+echo
 
 step "all checks passed"
