@@ -14,17 +14,21 @@
 //
 // Speed is compared with peers (PyTorch on the same shapes,
 // scripts/peers/ops_torch.py) and with the bandwidth probes measured in the
-// same run; nothing here asserts a speed.
+// same run; nothing here asserts a speed. Model cases (llama.go) also report
+// tokens per second, and those bound by memory reads (Case.ReadBound) their
+// GB/s as a fraction of the read probe's.
 package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,11 +48,30 @@ type Case struct {
 	// MaxSets, when not 0, overrides Options.MaxSets for this case (a
 	// gather that reads a small part of a shared table needs many sets).
 	MaxSets int
+	// Tokens, when not 0, is how many tokens one iteration processes (a
+	// model benchmark): the result then has TokensPerSecond.
+	Tokens int64
+	// ReadBound says Bytes is the memory traffic that bounds the case (a
+	// decode step reads every weight once): its result then has
+	// OfReadProbe, its GB/s as a fraction of probe/read's in the same run.
+	ReadBound bool
 	// Prepare allocates one input set on env.Dev and returns the function
 	// that runs one iteration over it. The harness calls Prepare once per
-	// input set and closes each set's Runner at the end.
+	// input set and closes each set's Runner at the end. An error made by
+	// Skip marks the case as not run on this device (Result.Skipped) rather
+	// than failed.
 	Prepare func(env *Env) (*Runner, error)
 }
+
+// Skip returns the error a Prepare returns for a case that does not run on
+// this device (a model too large or too slow for the CPU), with the reason.
+func Skip(format string, args ...any) error {
+	return &skipError{reason: fmt.Sprintf(format, args...)}
+}
+
+type skipError struct{ reason string }
+
+func (e *skipError) Error() string { return "skipped: " + e.reason }
 
 // Runner runs one iteration of a case over one input set.
 type Runner struct {
@@ -67,6 +90,13 @@ type Result struct {
 	TFLOPs     float64 `json:"tflops"`
 	Sets       int     `json:"sets"` // input sets rotated over
 	Error      string  `json:"error,omitempty"`
+	// Skipped is why the case did not run on this device (see Skip).
+	Skipped string `json:"skipped,omitempty"`
+	// TokensPerSecond is Case.Tokens over Seconds (model cases).
+	TokensPerSecond float64 `json:"tokens_per_second,omitempty"`
+	// OfReadProbe is GBps over the GB/s of probe/read in the same run, for
+	// cases with Case.ReadBound when the probe ran first (see Cases' order).
+	OfReadProbe float64 `json:"of_read_probe,omitempty"`
 }
 
 // Options control Run.
@@ -145,12 +175,24 @@ func Run(ctx context.Context, dev backend.Backend, cases []Case, opts Options) (
 		progress = func(string) {}
 	}
 	var results []Result
+	readProbeGBps := 0.0 // of the first probe/read case run
 	for i, c := range cases {
 		if err := ctx.Err(); err != nil {
 			return results, err
 		}
 		progress(fmt.Sprintf("[%d/%d] %s", i+1, len(cases), c.Name))
 		r := runCase(ctx, dev, c, opts)
+		if r.Error == "" && r.Skipped == "" && r.Seconds > 0 {
+			if c.Tokens > 0 {
+				r.TokensPerSecond = float64(c.Tokens) / r.Seconds
+			}
+			if strings.HasPrefix(c.Name, "probe/read/") && readProbeGBps == 0 {
+				readProbeGBps = r.GBps
+			}
+			if c.ReadBound && readProbeGBps > 0 {
+				r.OfReadProbe = r.GBps / readProbeGBps
+			}
+		}
 		if r.Error != "" {
 			progress(fmt.Sprintf("      %s: error: %s", c.Name, r.Error))
 		} else {
@@ -163,12 +205,21 @@ func Run(ctx context.Context, dev backend.Backend, cases []Case, opts Options) (
 
 // FormatResult is a one-line human summary of a result.
 func FormatResult(r Result) string {
+	if r.Skipped != "" {
+		return "skipped: " + r.Skipped
+	}
 	s := fmt.Sprintf("%10.3f us", r.Seconds*1e6)
 	if r.Bytes > 0 {
 		s += fmt.Sprintf("  %8.1f GB/s", r.GBps)
 	}
 	if r.FLOPs > 0 {
 		s += fmt.Sprintf("  %7.2f TFLOP/s", r.TFLOPs)
+	}
+	if r.TokensPerSecond > 0 {
+		s += fmt.Sprintf("  %9.1f tok/s", r.TokensPerSecond)
+	}
+	if r.OfReadProbe > 0 {
+		s += fmt.Sprintf("  %5.1f%% of read probe", 100*r.OfReadProbe)
 	}
 	return s
 }
@@ -199,6 +250,11 @@ func runCase(ctx context.Context, dev backend.Backend, c Case, opts Options) (re
 	for s := 0; s < nSets; s++ {
 		r, err := c.Prepare(env)
 		if err != nil {
+			var skip *skipError
+			if s == 0 && errors.As(err, &skip) {
+				res.Skipped = skip.reason
+				return res
+			}
 			if s == 0 {
 				res.Error = err.Error()
 				return res

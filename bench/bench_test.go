@@ -107,7 +107,8 @@ func TestRegisteredCasesRunOnTheCPU(t *testing.T) {
 func TestCaseNamesAreUniqueAndWellFormed(t *testing.T) {
 	seen := map[string]bool{}
 	re := regexp.MustCompile(`^([a-z]+/[a-z0-9-]+/[A-Za-z0-9_-]+(/[0-9x]+)?|matmul/[A-Z0-9_]+/m[0-9]+n[0-9]+k[0-9]+|` +
-		`attention/prefill/[A-Z0-9]+/d[0-9]+-(causal|full)/b[0-9]+s[0-9]+|attention/decode/[A-Z0-9]+/h[0-9]+kv[0-9]+d[0-9]+/b[0-9]+kv[0-9]+)$`)
+		`attention/prefill/[A-Z0-9]+/d[0-9]+-(causal|full)/b[0-9]+s[0-9]+|attention/decode/[A-Z0-9]+/h[0-9]+kv[0-9]+d[0-9]+/b[0-9]+kv[0-9]+|` +
+		`llama/[a-z0-9-]+/[A-Z0-9_]+/(pp|tg)[0-9]+)$`)
 	for _, c := range Cases(nil) {
 		if seen[c.Name] {
 			t.Errorf("duplicate case %s", c.Name)
@@ -115,7 +116,8 @@ func TestCaseNamesAreUniqueAndWellFormed(t *testing.T) {
 		seen[c.Name] = true
 		if !re.MatchString(c.Name) {
 			t.Errorf("case name %q is not group/what/dtype/shape (or matmul/<wtype>/m<M>n<N>k<K>, "+
-				"attention/prefill/<dtype>/d<D>-<causal|full>/b<B>s<S>, attention/decode/<dtype>/h<H>kv<KV>d<D>/b<B>kv<L>)", c.Name)
+				"attention/prefill/<dtype>/d<D>-<causal|full>/b<B>s<S>, attention/decode/<dtype>/h<H>kv<KV>d<D>/b<B>kv<L>, "+
+				"llama/<model>/<wtype>/<pp|tg><N>)", c.Name)
 		}
 		if c.Bytes <= 0 {
 			t.Errorf("%s: no byte count", c.Name)
