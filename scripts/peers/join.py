@@ -103,6 +103,10 @@ def load(path: str) -> Loaded:
             # kiln bench reports a case that failed this way (bench.Result.Error).
             errors.setdefault(key, str(r["error"]))
             continue
+        if r.get("skipped"):
+            # ... and one that does not run on this device (bench.Result.Skipped).
+            errors.setdefault(key, "skipped: " + str(r["skipped"]))
+            continue
         where += f" ({label(key)})"
         secs = r.get("seconds")
         if not isinstance(secs, (int, float)) or isinstance(secs, bool) or not math.isfinite(secs) or secs <= 0:
@@ -237,10 +241,12 @@ def build_table(kiln_path, peer_paths) -> tuple[str, bool, bool]:
     device = kiln_head.get("device") or (peer_heads[0].get("device") if peer_heads else None) or "?"
     lines.append(f"### kiln vs {peer_name} — {device}")
     lines.append("")
+    n_failed = sum(1 for why in kiln_errors.values() if not why.startswith("skipped: "))
     if kiln_loaded:
         lines.append(f"- kiln: commit {kiln_head.get('commit', '?')}, {kiln_head.get('date', '?')}, "
                      f"backend {kiln_head.get('backend', '?')}, {len(kiln)} results"
-                     + (f", **{len(kiln_errors)} failed**" if kiln_errors else ""))
+                     + (f", **{n_failed} failed**" if n_failed else "")
+                     + (f", {len(kiln_errors) - n_failed} skipped on this device" if len(kiln_errors) > n_failed else ""))
     for h in peer_heads:
         lines.append(f"- {h.get('tool', 'peer')}: {h.get('version', '')} on {h.get('device', '?')}, "
                      f"{h.get('date', '?')}" + (f"; timing: {h['method']}" if h.get("method") else ""))
@@ -276,7 +282,8 @@ def build_table(kiln_path, peer_paths) -> tuple[str, bool, bool]:
         k, p = kiln.get((name, None)), peer.get(key)
         p_err = peer_errors.get(key) or peer_errors.get((name, None))
         notes = []
-        k_time = fmt_time(k["seconds"]) if k else ("error" if (name, None) in kiln_errors else "—")
+        k_why = kiln_errors.get((name, None), "")
+        k_time = fmt_time(k["seconds"]) if k else ("skipped" if k_why.startswith("skipped: ") else "error" if k_why else "—")
         if p:
             p_time = fmt_time(p["seconds"])
         elif p_err and p_err.startswith("refused"):

@@ -141,6 +141,21 @@ class JoinTest(unittest.TestCase):
         self.assertIn("1 failed", table)
         self.assertNotIn("not a positive number", table)
 
+    def test_skipped_kiln_case_is_not_a_failure(self):
+        kiln = self.write("k.json", {"results": [
+            {"name": "llama/llama3-8b/F16/tg128", "iterations": 0, "seconds": 0, "bytes": 0, "flops": 0,
+             "gbps": 0, "tflops": 0, "skipped": "runs on a GPU only"},
+            result("op/x/F16/1", 1e-3, 2),
+        ]})
+        rc, table = self.run_join("--kiln", kiln)
+        self.assertEqual(rc, 0)
+        row = self.rows(table)["llama/llama3-8b/F16/tg128"]
+        self.assertEqual(row[0], "skipped")
+        self.assertIn("runs on a GPU only", row[6])
+        self.assertNotIn("failed", table)
+        self.assertIn("1 skipped on this device", table)
+        self.assertNotIn("not a positive number", table)
+
     def test_unusable_input(self):
         bad = self.write("bad.json", "{not json")
         peer = self.write("p.json", {"results": [result("op/a/F16/1", 1e-3, 1000)]})
