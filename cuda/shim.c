@@ -275,6 +275,8 @@ static int use_ctx(CUcontext ctx) {
 		return (call);                  \
 	} while (0)
 
+int kiln_use_ctx(void *ctx) { return use_ctx(ctx); }
+
 int kiln_init(unsigned int flags) { return p_cuInit(flags); }
 int kiln_driver_version(int *version) { return p_cuDriverGetVersion(version); }
 int kiln_device_count(int *count) { return p_cuDeviceGetCount(count); }

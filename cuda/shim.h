@@ -58,6 +58,11 @@ int kiln_device_can_access_peer(int *can, int device, int peer);
 int kiln_primary_ctx_retain(void **ctx, int device);
 int kiln_primary_ctx_release(int device);
 
+// kiln_use_ctx makes ctx current on the calling thread, as every context-level
+// kiln_* call does first (for the NCCL shim, nccl_shim.c). A failure is the
+// cuCtxSetCurrent result with KILN_CTX_FAILED added.
+int kiln_use_ctx(void *ctx);
+
 // Context-level calls.
 int kiln_ctx_synchronize(void *ctx);
 int kiln_mem_get_info(void *ctx, size_t *free_bytes, size_t *total_bytes);

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/kiln-gpu/kiln/runtime/backend"
+	"github.com/kiln-gpu/kiln/runtime/gpu"
 	"github.com/kiln-gpu/kiln/runtime/op"
 	"github.com/kiln-gpu/kiln/runtime/tensor"
 )
@@ -445,8 +446,24 @@ type peerCopier interface {
 	CopyFromPeer(dst, src tensor.Tensor) error
 }
 
+// newNCCLGroup makes the NCCL communicator over devs when every one is a
+// CUDA backend (behind any wrappers); otherwise, or when NCCL is not usable,
+// it returns nil and the reason.
+func newNCCLGroup(devs []backend.Backend) (*gpu.NCCLGroup, error) {
+	gpus := make([]*gpu.Backend, len(devs))
+	for i, d := range devs {
+		g, ok := unwrap[*gpu.Backend](d)
+		if !ok {
+			return nil, fmt.Errorf("device %d (%s) is not a CUDA backend", i, d.Name())
+		}
+		gpus[i] = g
+	}
+	return gpu.NewNCCLGroup(gpus)
+}
+
 // allReduce replaces the tensor pick selects in every shard's buffers by
-// the sum over shards. One shard: nothing to do. When every shard's backend
+// the sum over shards. One shard: nothing to do. With an NCCL group, one
+// in-place NCCL all-reduce over the shards' tensors. When every shard's backend
 // can copy from its peers (CUDA), the partial sums are gathered on shard 0
 // with peer copies, added there in shard order, and copied back: no host
 // round trip and no synchronisation. Otherwise they come to the host, are
@@ -454,6 +471,16 @@ type peerCopier interface {
 // result is the same on every run.
 func (m *Model) allReduce(ctx context.Context, bufs []*stepBuffers, pick func(*stepBuffers) tensor.Tensor) error {
 	if len(m.shards) == 1 {
+		return nil
+	}
+	if m.nccl != nil {
+		ts := make([]tensor.Tensor, len(bufs))
+		for i, b := range bufs {
+			ts[i] = pick(b)
+		}
+		if err := m.nccl.AllReduceSum(ts); err != nil {
+			return fmt.Errorf("all-reduce: %w", err)
+		}
 		return nil
 	}
 	if m.peers != nil {

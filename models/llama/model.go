@@ -12,6 +12,7 @@ import (
 	"github.com/kiln-gpu/kiln/models/gguf"
 	"github.com/kiln-gpu/kiln/models/tokenizer"
 	"github.com/kiln-gpu/kiln/runtime/backend"
+	"github.com/kiln-gpu/kiln/runtime/gpu"
 	"github.com/kiln-gpu/kiln/runtime/op"
 	"github.com/kiln-gpu/kiln/runtime/tensor"
 )
@@ -94,6 +95,7 @@ type Model struct {
 
 	graphs map[int]*decodeGraph // captured decode steps by batch bucket; guarded by stepMu
 	peers  []peerCopier         // per shard, when every shard's backend copies from peers (CUDA); else nil
+	nccl   *gpu.NCCLGroup       // the all-reduce's first choice, when every shard is a CUDA backend and NCCL is usable; else nil
 }
 
 // shard is one device's part of a model. Without tensor parallelism there
@@ -262,10 +264,19 @@ func LoadFile(ctx context.Context, dev backend.Backend, f *gguf.File, opts Optio
 // LoadFileParallel loads the model sharded over devs, a tensor-parallel
 // group (one device: no parallelism). Shard i runs on devs[i] with its share
 // of the attention heads and FFN rows; the row-parallel products (attention
-// output, FFN down) are summed across shards after each layer half, in
-// shard order (deterministic): on CUDA backends with peer copies gathered on
-// the first device, otherwise through the host, so the CPU backend can
-// stand for N devices (open it N times). NCCL is not used yet. The number of KV heads and the FFN width must divide by len(devs),
+// output, FFN down) are summed across shards after each layer half
+// (all-reduce), by the first of these that applies:
+//   - NCCL, when every device is a CUDA backend on its own GPU and
+//     libnccl.so.2 (or the file KILN_NCCL_LIBRARY names) loads and forms a
+//     communicator over them; NCCL's reduction order is its own, fixed for a
+//     given group;
+//   - peer copies, when every device is a CUDA backend: the partial sums are
+//     gathered on the first device and added in shard order;
+//   - the host: the partial sums are downloaded and added in F32 in shard
+//     order, so the CPU backend can stand for N devices (open it N times).
+//
+// The choice is logged at Debug. The number of KV heads and the FFN width
+// must divide by len(devs),
 // and each shard's slice of a block-quantised matrix must start on a block
 // boundary; otherwise it is an error naming the tensor.
 //
@@ -334,15 +345,27 @@ func LoadFileParallel(ctx context.Context, devs []backend.Backend, f *gguf.File,
 	m := &Model{Config: c, Tokenizer: tok, opts: opts, dev: devs[0], file: f, actType: act, log: opts.Logger}
 	m.kv = newPageAllocator(opts)
 	if n > 1 {
-		m.peers = make([]peerCopier, n)
-		for i, d := range devs {
-			pc, ok := unwrap[peerCopier](d)
-			if !ok {
-				m.peers = nil
-				break
+		var ncclErr error
+		m.nccl, ncclErr = newNCCLGroup(devs)
+		if m.nccl == nil {
+			m.peers = make([]peerCopier, n)
+			for i, d := range devs {
+				pc, ok := unwrap[peerCopier](d)
+				if !ok {
+					m.peers = nil
+					break
+				}
+				m.peers[i] = pc
 			}
-			m.peers[i] = pc
 		}
+		method := "host"
+		switch {
+		case m.nccl != nil:
+			method = "nccl"
+		case m.peers != nil:
+			method = "peer copies"
+		}
+		m.log.Debug("tensor-parallel all-reduce", "method", method, "devices", n, "nccl_unused_because", ncclErr)
 	}
 	var progress loadProgress
 	progress.total, progress.report = totalWeightBytes, opts.Progress
@@ -408,6 +431,10 @@ func (m *Model) Close() error {
 func (m *Model) freeAll() error {
 	var errs []error
 	errs = append(errs, m.closeGraphs())
+	if m.nccl != nil {
+		errs = append(errs, m.nccl.Close())
+		m.nccl = nil
+	}
 	for _, sh := range m.shards {
 		for _, t := range append(sh.k, sh.v...) {
 			errs = append(errs, sh.dev.Free(t))
