@@ -197,7 +197,8 @@ step_environment() {
 	nccl=$(timeout 30 python3 -c 'import nvidia.nccl, os; print(os.path.dirname(nvidia.nccl.__file__) if nvidia.nccl.__file__ else list(nvidia.nccl.__path__)[0])' 2>/dev/null)
 	if [ -n "$nccl" ] && [ -e "$nccl/lib/libnccl.so.2" ]; then
 		export LD_LIBRARY_PATH=$nccl/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-		note "nccl: $nccl/lib/libnccl.so.2 (put on LD_LIBRARY_PATH)"
+		export KILN_TEST_NCCL=$nccl/lib/libnccl.so.2 # the cuda package's real-NCCL test
+		note "nccl: $nccl/lib/libnccl.so.2 (put on LD_LIBRARY_PATH; KILN_TEST_NCCL set)"
 	else
 		note "nccl: not found in the Python packages (nvidia.nccl)"
 	fi
