@@ -32,7 +32,12 @@ set -euo pipefail
 # cuda:0 (exact greedy text, Q8_0 closeness, batching) from the bundle's copy;
 # cmd/kiln runs `kiln generate -model stories260K.gguf -temp 0 -n 200 -device
 # cuda:0` against the reference text of the shared models/README.md (copied).
-DEFAULT_GPU_TEST_PACKAGES="./cuda ./kernels ./runtime/gpu ./runtime/conformance ./models/llama ./models/builtin ./cmd/kiln"
+DEFAULT_GPU_TEST_PACKAGES="./cuda ./kernels ./runtime/gpu ./runtime/conformance ./models/llama ./cmd/kiln"
+
+# Package folders whose data files (testdata/, ...) other packages' tests read,
+# mirrored without a test binary of their own: cmd/kiln's tests read the
+# built-in model's golden values from models/builtin/testdata.
+DATA_PACKAGES="models/builtin"
 
 # Files from the shared folder that later model checks read (source -> bundle path).
 SHARED_FILES="models/stories260K.gguf models/README.md"
@@ -137,6 +142,10 @@ for pkg in $PACKAGES; do
 			"they must skip there or read the bundle's copy (KILN_TEST_MODELS, set by gpu-check.sh)" >&2
 	fi
 	printf '%s\t%s\n' "$name" "$rel" >>"$STAGE/tests.tsv"
+done
+
+for rel in $DATA_PACKAGES; do
+	mirror_package_files "$rel" "$STAGE/pkg/$rel"
 done
 
 echo "gpu-bundle: go build ./cmd/kiln -> $BUNDLE/kiln"
