@@ -315,6 +315,11 @@ func (m *Model) run(ctx context.Context, p *stepPlan) ([]Result, error) {
 			return m.runDecodeGraph(ctx, p, capturer, bucket)
 		}
 	}
+	return m.runEager(ctx, p)
+}
+
+// runEager runs step p with buffers of its exact shape, freed at the end.
+func (m *Model) runEager(ctx context.Context, p *stepPlan) ([]Result, error) {
 	shape, attnOpts := m.eagerShape(p)
 	meta := m.stepMeta(p, shape)
 	bufs := make([]*stepBuffers, len(m.shards))

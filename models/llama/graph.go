@@ -19,8 +19,11 @@ import (
 // Everything a step varies (token ids, positions, sequence lengths, block
 // tables) lives in device memory, so one graph serves every decode step of
 // its bucket; the attention's key bound is the context length, the largest
-// any step can need. A capture that fails is logged and the bucket stays
-// eager.
+// any step can need (so the split-KV decode kernel splits keys by the
+// context length, not each step's: with a very long ContextLen and short
+// sequences the replayed attention uses fewer, longer splits than an eager
+// step would). A capture that fails is logged and the bucket stays eager.
+// The buckets' buffers stay allocated until Close; Estimate counts them.
 type decodeGraph struct {
 	bufs     *stepBuffers
 	graph    op.Graph // nil before the first capture, or when it failed
@@ -75,7 +78,10 @@ func (m *Model) runDecodeGraph(ctx context.Context, p *stepPlan, capturer op.Gra
 	if g == nil {
 		bufs, err := m.allocStep(sh, shape)
 		if err != nil {
-			return nil, fmt.Errorf("llama: step: %w", err)
+			// No room for the bucket's own buffers: this step runs eagerly
+			// (the next decode step of the bucket tries again).
+			m.log.Warn("no memory for a decode graph's buffers; the step runs eagerly", "batch_bucket", bucket, "error", err)
+			return m.runEager(ctx, p)
 		}
 		g = &decodeGraph{bufs: bufs}
 		if m.graphs == nil {
@@ -83,10 +89,8 @@ func (m *Model) runDecodeGraph(ctx context.Context, p *stepPlan, capturer op.Gra
 		}
 		m.graphs[bucket] = g
 	}
-	// The padded metadata, in the step's own rows count: rows = bucket.
-	padded := *p
-	padded.rows = bucket
-	if err := sh.dev.Upload(g.bufs.meta, tensor.I32Bytes(m.stepMeta(&padded, shape))); err != nil {
+	// The metadata padded to the bucket (stepMeta fills rows beyond p's).
+	if err := sh.dev.Upload(g.bufs.meta, tensor.I32Bytes(m.stepMeta(p, shape))); err != nil {
 		return nil, fmt.Errorf("llama: step: %w", err)
 	}
 	if g.graph != nil {

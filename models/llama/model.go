@@ -133,7 +133,9 @@ type MemoryEstimate struct {
 	// place from the file's mapping and not allocated.
 	WeightBytes  int64
 	KVCacheBytes int64
-	// ScratchBytes bounds the activations of one Step of MaxBatchTokens.
+	// ScratchBytes bounds the activations of one Step of MaxBatchTokens,
+	// plus (on a device that is not the CPU, without tensor parallelism)
+	// the buffers of the captured decode graphs.
 	ScratchBytes int64
 	// DeviceBytes is what Load allocates: weights (unless used in place), KV
 	// cache and scratch.
@@ -178,6 +180,17 @@ func estimateShard(f *gguf.File, c Config, opts Options, nShards, index int, inP
 	e.ScratchBytes = t*perToken + t*int64(c.Dim)*4 + 1<<20
 	if index == 0 {
 		e.ScratchBytes += t * int64(c.VocabSize) * 4
+	}
+	if !inPlaceWeights && nShards == 1 && !opts.DisableGraphs {
+		// Decode graphs (CUDA): each batch bucket 1, 2, 4, ... up to
+		// MaxSequences keeps its own step buffers, logits included; the
+		// buckets add up to less than twice the largest.
+		maxBucket := int64(1)
+		for maxBucket < int64(opts.MaxSequences) {
+			maxBucket *= 2
+		}
+		maxBucket = min(maxBucket, t)
+		e.ScratchBytes += 2 * maxBucket * (perToken + int64(c.Dim)*4 + int64(c.VocabSize)*4)
 	}
 	e.DeviceBytes = e.KVCacheBytes + e.ScratchBytes
 	if !inPlaceWeights {

@@ -71,6 +71,11 @@ func (b *Backend) CaptureGraph(fn func() error) (op.Graph, error) {
 	}
 	g2 := &graph{b: b, exec: exec}
 	b.closeMu.Lock()
+	if b.closed { // closed during the capture: Close did not see this graph
+		b.closeMu.Unlock()
+		_ = exec.Destroy()
+		return nil, fmt.Errorf("%s: capture graph: %w", b.name, op.ErrClosed)
+	}
 	if b.graphs == nil {
 		b.graphs = map[*graph]struct{}{}
 	}
@@ -92,12 +97,14 @@ func (g *graph) Launch() error {
 	if err := b.checkOpen(); err != nil {
 		return err
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.exec == nil {
-		return fmt.Errorf("%s: graph launch: %w: the graph was closed", b.name, op.ErrClosed)
-	}
+	// Lock order: b.opMu (taken by launch), then g.mu, as Close and
+	// Backend.Close take them.
 	return b.launch("graph launch", func() error {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.exec == nil {
+			return fmt.Errorf("%s: graph launch: %w: the graph was closed", b.name, op.ErrClosed)
+		}
 		if b.capturing.Load() {
 			return fmt.Errorf("%s: graph launch: %w", b.name, errCapturing)
 		}

@@ -3,6 +3,7 @@ package gpu
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -30,6 +31,11 @@ var ncclMu sync.Mutex
 type NCCLGroup struct {
 	backends []*Backend
 	comms    []*cuda.NCCLComm // comms[i] is backends[i]'s rank; nil after Close
+	// broken is set when an all-reduce failed on kiln's side after some
+	// ranks' calls were queued in the group: those ranks may wait forever
+	// for the others, so the group refuses further work and Close does not
+	// wait for the streams.
+	broken error
 }
 
 // NewNCCLGroup makes a communicator with rank i on backends[i]'s device
@@ -98,6 +104,9 @@ func (g *NCCLGroup) AllReduceSum(ts []tensor.Tensor) error {
 	if g == nil || g.comms == nil {
 		return fmt.Errorf("%s: %w: the group is closed", name, op.ErrClosed)
 	}
+	if g.broken != nil {
+		return g.broken
+	}
 	if len(ts) != len(g.backends) {
 		return &op.ArgError{Op: name, Arg: "ts", Msg: fmt.Sprintf("%d tensors for a group of %d backends", len(ts), len(g.backends))}
 	}
@@ -152,6 +161,10 @@ func (g *NCCLGroup) AllReduceSum(ts []tensor.Tensor) error {
 	// otherwise wait for the others'. When a call in the group fails, NCCL
 	// launches none of the group's work at ncclGroupEnd, so no rank is left
 	// waiting on the others.
+	// NCCL keeps the group depth per OS thread: the whole group stays on
+	// this goroutine's thread.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	if err := cuda.NCCLGroupStart(); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -159,6 +172,18 @@ func (g *NCCLGroup) AllReduceSum(ts []tensor.Tensor) error {
 	for i, b := range g.backends {
 		if err := g.comms[i].AllReduceSum(ptrs[i], ptrs[i], count, dt, b.stream); err != nil {
 			errs = append(errs, b.noteFault(name, err))
+			if i > 0 {
+				// Ranks 0..i-1 are queued and will wait for rank i: the
+				// devices cannot be trusted to finish. Every backend of the
+				// group gets the fault, sticky.
+				g.broken = fmt.Errorf("%s over %s: %w: rank %d failed after %d ranks were queued (%w); the group is unusable",
+					name, backendNames(g.backends), op.ErrDeviceFault, i, i, err)
+				for _, gb := range g.backends {
+					if gb.fault == nil {
+						gb.fault = g.broken
+					}
+				}
+			}
 			break
 		}
 	}
@@ -181,7 +206,7 @@ func (g *NCCLGroup) Close() error {
 		b.closeMu.Lock()
 		closed := b.closed
 		b.closeMu.Unlock()
-		if !closed {
+		if !closed && g.broken == nil {
 			b.opMu.Lock()
 			err := b.stream.Synchronize()
 			b.opMu.Unlock()
