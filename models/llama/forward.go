@@ -19,11 +19,31 @@ type Request struct {
 	// AllLogits asks for the logits after every new token; otherwise only
 	// after the last one.
 	AllLogits bool
+	// LogitsAt, when not nil, chooses the tokens (indices into Tokens,
+	// increasing) whose logits are returned, overriding AllLogits; an empty
+	// non-nil slice asks for none (a prefill chunk whose logits are not
+	// needed skips the output projection).
+	LogitsAt []int
+}
+
+// logitIndices is which of r's tokens want logits.
+func (r *Request) logitIndices() []int {
+	switch {
+	case r.LogitsAt != nil:
+		return r.LogitsAt
+	case r.AllLogits:
+		idx := make([]int, len(r.Tokens))
+		for i := range idx {
+			idx[i] = i
+		}
+		return idx
+	}
+	return []int{len(r.Tokens) - 1}
 }
 
 // Result holds a request's logits: one row of VocabSize float32 per token
-// asked for (one, or len(Tokens) with AllLogits), the distribution of the
-// token that follows it.
+// asked for (by default the last; all with AllLogits; those of LogitsAt), in
+// order, each the distribution of the token that follows it.
 type Result struct {
 	Logits [][]float32
 }
@@ -93,11 +113,12 @@ func (m *Model) planStep(reqs []Request) (*stepPlan, error) {
 			return nil, fmt.Errorf("llama: step: request %d: %d + %d tokens exceed the context length %d", i, p.start[i], len(r.Tokens), m.opts.ContextLen)
 		}
 		p.total += len(r.Tokens)
-		if r.AllLogits {
-			p.rows += len(r.Tokens)
-		} else {
-			p.rows++
+		for k, j := range r.LogitsAt {
+			if j < 0 || j >= len(r.Tokens) || (k > 0 && j <= r.LogitsAt[k-1]) {
+				return nil, fmt.Errorf("llama: step: request %d: LogitsAt[%d] = %d: expected increasing indices into its %d tokens", i, k, j, len(r.Tokens))
+			}
 		}
+		p.rows += len(r.logitIndices())
 	}
 	if p.total > m.opts.MaxBatchTokens {
 		return nil, fmt.Errorf("llama: step: %d tokens exceed Options.MaxBatchTokens = %d", p.total, m.opts.MaxBatchTokens)
@@ -222,6 +243,9 @@ func (m *Model) allocStep(sh *shard, s stepShape) (*stepBuffers, error) {
 	b.meta = b.alloc(dev, tensor.I32, s.metaLen())
 	off := 0
 	next := func(n int, shape ...int) tensor.Tensor {
+		if n == 0 {
+			return tensor.Tensor{} // no logit rows
+		}
 		v := b.view(b.meta, off, off+n, shape...)
 		off += n
 		return v
@@ -239,16 +263,16 @@ func (m *Model) allocStep(sh *shard, s stepShape) (*stepBuffers, error) {
 	b.g = b.alloc(dev, act, T, sh.ffnDim)
 	b.q3, b.k3, b.v3 = b.reshape(b.q, T, sh.nHeads, c.HeadDim), b.reshape(b.k, T, sh.nKVHeads, c.HeadDim), b.reshape(b.v, T, sh.nKVHeads, c.HeadDim)
 	b.attn3 = b.reshape(b.attn, T, sh.nHeads, c.HeadDim)
-	if sh.index == 0 {
+	if sh.index == 0 && R > 0 {
 		b.sel = b.alloc(dev, act, R, c.Dim)
 		b.sel32 = b.sel
 		if act != tensor.F32 {
 			b.sel32 = b.alloc(dev, tensor.F32, R, c.Dim)
 		}
 		b.logits = b.alloc(dev, tensor.F32, R, c.VocabSize)
-		if m.peers != nil {
-			b.peerTmp = b.alloc(dev, act, T, c.Dim)
-		}
+	}
+	if sh.index == 0 && m.peers != nil {
+		b.peerTmp = b.alloc(dev, act, T, c.Dim)
 	}
 	if b.err != nil {
 		err := b.err
@@ -279,11 +303,11 @@ func (m *Model) stepMeta(p *stepPlan, s stepShape) []int32 {
 			continue
 		}
 		req := p.reqs[i]
+		for _, j := range req.logitIndices() {
+			rows[r] = int32(t + j)
+			r++
+		}
 		for j, id := range req.Tokens {
-			if req.AllLogits || j == len(req.Tokens)-1 {
-				rows[r] = int32(t)
-				r++
-			}
 			ids[t], pos[t], seqOf[t] = id, int32(p.start[i]+j), int32(i)
 			t++
 		}
@@ -429,6 +453,9 @@ func (m *Model) forward(ctx context.Context, bufs []*stepBuffers, attnOpts op.At
 	// The rows that want logits, normalised, in F32, through the output
 	// matrix (shard 0, which holds the full residual stream like every shard).
 	sh, b := m.shards[0], bufs[0]
+	if b.shape.rows == 0 {
+		return nil
+	}
 	dev := sh.dev
 	err = errors.Join(
 		dev.Embedding(b.sel, b.x, b.rows),
@@ -541,6 +568,14 @@ func (m *Model) allReduce(ctx context.Context, bufs []*stepBuffers, pick func(*s
 // rows of b.logits; padding rows follow) and splits them per request.
 func (m *Model) readLogits(ctx context.Context, p *stepPlan, b *stepBuffers) ([]Result, error) {
 	V := m.Config.VocabSize
+	if p.rows == 0 {
+		// No logits asked for: still wait for the step, so that its faults
+		// are reported here.
+		if err := m.eachShard(func(sh *shard) error { return sh.dev.Sync(ctx) }); err != nil {
+			return nil, fmt.Errorf("llama: step: %w", err)
+		}
+		return make([]Result, len(p.reqs)), nil
+	}
 	rows := b.logits
 	if p.rows != b.shape.rows {
 		var err error
@@ -552,13 +587,16 @@ func (m *Model) readLogits(ctx context.Context, p *stepPlan, b *stepBuffers) ([]
 	if err := m.shards[0].dev.Download(ctx, tensor.F32Bytes(flat), rows); err != nil {
 		return nil, fmt.Errorf("llama: step: %w", err)
 	}
+	// A fault that only another shard's device saw is reported too.
+	for _, sh := range m.shards[1:] {
+		if err := sh.dev.Sync(ctx); err != nil {
+			return nil, fmt.Errorf("llama: step: %w", err)
+		}
+	}
 	results := make([]Result, len(p.reqs))
 	row := 0
 	for i, r := range p.reqs {
-		n := 1
-		if r.AllLogits {
-			n = len(r.Tokens)
-		}
+		n := len(r.logitIndices())
 		results[i].Logits = make([][]float32, n)
 		for j := range n {
 			results[i].Logits[j] = flat[row*V : (row+1)*V : (row+1)*V]

@@ -71,12 +71,18 @@ func (m *Model) Generate(ctx context.Context, seq *Sequence, prompt string, opts
 		var logits []float32
 		for start := 0; start < len(ids); start += m.opts.MaxBatchTokens {
 			chunk := ids[start:min(start+m.opts.MaxBatchTokens, len(ids))]
-			res, err := m.Step(ctx, []Request{{Seq: seq, Tokens: chunk}})
+			req := Request{Seq: seq, Tokens: chunk}
+			if start+len(chunk) < len(ids) {
+				req.LogitsAt = []int{} // only the last chunk's logits are used
+			}
+			res, err := m.Step(ctx, []Request{req})
 			if err != nil {
 				yield(Token{}, err)
 				return
 			}
-			logits = res[0].Logits[0]
+			if len(res[0].Logits) > 0 {
+				logits = res[0].Logits[0]
+			}
 		}
 		// The decoder sees the sequence's tokens first (their text is not
 		// yielded), so that the first generated piece keeps its leading

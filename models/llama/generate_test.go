@@ -68,3 +68,34 @@ func TestGenerateTextContinuesThePrompt(t *testing.T) {
 		t.Errorf("the continuation %q lost its leading space", text.String())
 	}
 }
+
+// TestLogitsAtChoosesPositions: LogitsAt returns exactly the rows AllLogits
+// gives at those positions, an empty LogitsAt none (the tokens still go in),
+// and bad indices are refused without changing the sequence.
+func TestLogitsAtChoosesPositions(t *testing.T) {
+	m := loadStories(t, testDevices(t)[0], Options{})
+	bos, _ := m.Tokenizer.BOS()
+	prompt := []int32{bos, 403, 407, 261, 378}
+	all := promptLogits(t, m, prompt)
+	seq, err := m.NewSequence()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seq.Free()
+	res, err := m.Step(context.Background(), []Request{{Seq: seq, Tokens: prompt[:3], LogitsAt: []int{}}})
+	if err != nil || len(res[0].Logits) != 0 || seq.Len() != 3 {
+		t.Fatalf("LogitsAt {}: %d rows, %v, sequence of %d", len(res[0].Logits), err, seq.Len())
+	}
+	for _, bad := range [][]int{{2}, {1, 0}, {-1}, {0, 0}} {
+		if _, err := m.Step(context.Background(), []Request{{Seq: seq, Tokens: prompt[3:], LogitsAt: bad}}); err == nil || !strings.Contains(err.Error(), "LogitsAt") {
+			t.Errorf("LogitsAt %v: %v", bad, err)
+		}
+	}
+	res, err = m.Step(context.Background(), []Request{{Seq: seq, Tokens: prompt[3:], LogitsAt: []int{0, 1}}})
+	if err != nil || len(res[0].Logits) != 2 {
+		t.Fatalf("LogitsAt {0, 1}: %v", err)
+	}
+	if d := maxAbsDiff(res[0].Logits, all[3:]); d > 1e-5 {
+		t.Errorf("LogitsAt rows differ from AllLogits' by %g", d)
+	}
+}

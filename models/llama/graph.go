@@ -42,7 +42,7 @@ func (m *Model) graphCapturer() (op.GraphCapturer, bool) {
 // logits: the shape graphs replay.
 func isDecode(p *stepPlan) bool {
 	for _, r := range p.reqs {
-		if len(r.Tokens) != 1 || r.AllLogits {
+		if len(r.Tokens) != 1 || (r.LogitsAt != nil && len(r.LogitsAt) != 1) {
 			return false
 		}
 	}
