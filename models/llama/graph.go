@@ -10,24 +10,38 @@ import (
 )
 
 // decodeGraph is a decode step of one batch bucket: buffers of the bucket's
-// shape, which live as long as the model, and the graph captured over them.
+// shape, which live as long as the model, and the graphs captured over them
+// (one per key-length band).
 //
-// The first decode step of a bucket runs eagerly on these buffers (which
+// The first decode step of a bucket and band runs eagerly on these buffers (which
 // also loads the kernels' modules and sizes their workspaces for exactly
 // these shapes); the same ops are then captured, and later steps of the
 // bucket upload their metadata into the same buffers and launch the graph.
 // Everything a step varies (token ids, positions, sequence lengths, block
 // tables) lives in device memory, so one graph serves every decode step of
-// its bucket; the attention's key bound is the context length, the largest
-// any step can need (so the split-KV decode kernel splits keys by the
-// context length, not each step's: with a very long ContextLen and short
-// sequences the replayed attention uses fewer, longer splits than an eager
-// step would). A capture that fails is logged and the bucket stays eager.
+// its bucket and key-length band (see kvBand): the attention's key bound,
+// which sizes the split-KV decode grid, is the band's. A capture that fails
+// is logged and that band stays eager.
 // The buckets' buffers stay allocated until Close; Estimate counts them.
 type decodeGraph struct {
-	bufs     *stepBuffers
-	graph    op.Graph // nil before the first capture, or when it failed
-	captured bool     // a capture was tried
+	bufs   *stepBuffers
+	graphs map[int]op.Graph // by key-length band; nil entry: the capture failed
+}
+
+// minKVBand is the smallest key-length band a decode graph is captured for.
+const minKVBand = 256
+
+// kvBand is the attention key bound a decode step with sequences of at most
+// maxKV tokens replays with: the next power of two from minKVBand, at most
+// the context length. One graph per band keeps the split-KV decode kernel's
+// splits sized to the sequences (a bound of the whole context would give a
+// short sequence few, long splits), at the cost of a capture per band.
+func (m *Model) kvBand(maxKV int) int {
+	band := minKVBand
+	for band < maxKV {
+		band *= 2
+	}
+	return min(band, m.opts.ContextLen)
 }
 
 // graphCapturer returns the backend's graph capture, when graphs apply.
@@ -62,18 +76,25 @@ func (m *Model) decodeBucket(nSeqs int) int {
 	return b
 }
 
-// graphShape is the buffer shape of a decode bucket and its attention bounds.
-func (m *Model) graphShape(bucket int) (stepShape, op.AttentionOptions) {
+// graphShape is the buffer shape of a decode bucket: the block table is
+// wide enough for the context length.
+func (m *Model) graphShape(bucket int) stepShape {
 	pages := (m.opts.ContextLen + m.opts.PageSize - 1) / m.opts.PageSize
-	s := stepShape{tokens: bucket, seqs: bucket, rows: bucket, tablePages: pages}
-	return s, op.AttentionOptions{Causal: true, MaxQueryLen: 1, MaxKVLen: m.opts.ContextLen}
+	return stepShape{tokens: bucket, seqs: bucket, rows: bucket, tablePages: pages}
 }
 
 // runDecodeGraph runs decode step p in its bucket's buffers: by replaying
-// the bucket's graph, or eagerly (and then capturing) the first time.
+// the graph of its bucket and key-length band, or eagerly (and then
+// capturing) the first time.
 func (m *Model) runDecodeGraph(ctx context.Context, p *stepPlan, capturer op.GraphCapturer, bucket int) ([]Result, error) {
 	sh := m.shards[0]
-	shape, attnOpts := m.graphShape(bucket)
+	shape := m.graphShape(bucket)
+	maxKV := 0
+	for i, r := range p.reqs {
+		maxKV = max(maxKV, p.start[i]+len(r.Tokens))
+	}
+	band := m.kvBand(maxKV)
+	attnOpts := op.AttentionOptions{Causal: true, MaxQueryLen: 1, MaxKVLen: band}
 	g := m.graphs[bucket]
 	if g == nil {
 		bufs, err := m.allocStep(sh, shape)
@@ -83,7 +104,7 @@ func (m *Model) runDecodeGraph(ctx context.Context, p *stepPlan, capturer op.Gra
 			m.log.Warn("no memory for a decode graph's buffers; the step runs eagerly", "batch_bucket", bucket, "error", err)
 			return m.runEager(ctx, p)
 		}
-		g = &decodeGraph{bufs: bufs}
+		g = &decodeGraph{bufs: bufs, graphs: map[int]op.Graph{}}
 		if m.graphs == nil {
 			m.graphs = map[int]*decodeGraph{}
 		}
@@ -93,28 +114,28 @@ func (m *Model) runDecodeGraph(ctx context.Context, p *stepPlan, capturer op.Gra
 	if err := sh.dev.Upload(g.bufs.meta, tensor.I32Bytes(m.stepMeta(p, shape))); err != nil {
 		return nil, fmt.Errorf("llama: step: %w", err)
 	}
-	if g.graph != nil {
-		if err := g.graph.Launch(); err != nil {
+	graph, tried := g.graphs[band]
+	if graph != nil {
+		if err := graph.Launch(); err != nil {
 			return nil, fmt.Errorf("llama: step: %w", err)
 		}
 	} else if err := m.forward(ctx, []*stepBuffers{g.bufs}, attnOpts); err != nil {
 		return nil, err
 	}
 	results, err := m.readLogits(ctx, p, g.bufs)
-	if err != nil || g.captured {
+	if err != nil || tried {
 		return results, err
 	}
 	// The eager run succeeded: capture the same ops for the next steps.
-	g.captured = true
 	graph, cerr := capturer.CaptureGraph(func() error {
 		return m.forward(context.Background(), []*stepBuffers{g.bufs}, attnOpts)
 	})
+	g.graphs[band] = graph // nil when the capture failed: the band stays eager
 	if cerr != nil {
-		m.log.Warn("decode step not captured into a CUDA graph; it runs eagerly", "batch_bucket", bucket, "error", cerr)
+		m.log.Warn("decode step not captured into a CUDA graph; it runs eagerly", "batch_bucket", bucket, "kv_band", band, "error", cerr)
 		return results, nil
 	}
-	g.graph = graph
-	m.log.Debug("decode step captured", "batch_bucket", bucket)
+	m.log.Debug("decode step captured", "batch_bucket", bucket, "kv_band", band)
 	return results, nil
 }
 
@@ -122,8 +143,10 @@ func (m *Model) runDecodeGraph(ctx context.Context, p *stepPlan, capturer op.Gra
 func (m *Model) closeGraphs() error {
 	var errs []error
 	for bucket, g := range m.graphs {
-		if g.graph != nil {
-			errs = append(errs, g.graph.Close())
+		for _, graph := range g.graphs {
+			if graph != nil {
+				errs = append(errs, graph.Close())
+			}
 		}
 		errs = append(errs, g.bufs.free(m.shards[0].dev))
 		delete(m.graphs, bucket)

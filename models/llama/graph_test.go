@@ -243,3 +243,23 @@ func TestGraphsOffWithDisableGraphs(t *testing.T) {
 		t.Errorf("DisableGraphs: %d captures, %d launches", rec.captures, rec.launches)
 	}
 }
+
+// TestDecodeGraphsPerKeyBand: a sequence growing past 256 tokens moves to
+// the next key-length band, which is captured once too; the text is the
+// eager model's.
+func TestDecodeGraphsPerKeyBand(t *testing.T) {
+	cpu := testDevices(t)[0]
+	rec := &recordingDevice{Backend: cpu}
+	eager := loadStories(t, cpu, Options{ContextLen: 1024})
+	graphed := loadStories(t, rec, Options{ContextLen: 1024})
+	wantIDs, _ := greedy(t, eager, "", 300)
+	gotIDs, _ := greedy(t, graphed, "", 300)
+	if !slices.Equal(gotIDs, wantIDs) {
+		t.Fatal("greedy tokens with graphs differ from eager ones")
+	}
+	// 301 one-token steps: keys 1..256 in band 256, 257..301 in band 512;
+	// each band's first step runs eagerly and is captured.
+	if rec.captures != 2 || rec.launches != 299 {
+		t.Errorf("%d captures and %d launches, want 2 and 299", rec.captures, rec.launches)
+	}
+}
