@@ -1,7 +1,6 @@
 package kernels
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/kiln-gpu/kiln/cuda"
@@ -40,17 +39,8 @@ type attentionState struct {
 	// the default), allocated on first use.
 	sharedSet []int
 	// workspaces holds each stream's split workspace (partial outputs and
-	// log-sum-exps): launches on one stream run in order, so one buffer per
-	// stream is never used by two calls at once.
-	workspaces map[*cuda.Stream]*attentionWorkspaceBuf
-	// retired are workspaces replaced by larger ones, freed only by Close
-	// (a CUDA graph captured earlier may still use one).
-	retired []cuda.DevicePtr
-}
-
-type attentionWorkspaceBuf struct {
-	ptr       cuda.DevicePtr
-	sizeBytes int64
+	// log-sum-exps).
+	workspaces streamWorkspaces
 }
 
 // sharedLimit is the most dynamic shared memory a block can be given, read
@@ -99,59 +89,15 @@ func (s *Set) prepareSharedBytes(k kernelID, sizeBytes int) error {
 	return nil
 }
 
-// attentionWorkspace returns st's split workspace, at least sizeBytes
-// long, allocating a larger one when needed (s.mu held). Growth doubles,
-// so a stream allocates a handful of times at most.
+// attentionWorkspace returns st's split workspace, at least sizeBytes long
+// (s.mu held).
 func (s *Set) attentionWorkspace(st *cuda.Stream, sizeBytes int64) (cuda.DevicePtr, error) {
-	mem, ok := s.drv.(deviceMemory)
-	if !ok {
-		return 0, errors.New("kernels: the driver cannot allocate an attention split workspace")
-	}
-	ws := s.attn.workspaces[st]
-	if ws != nil && ws.sizeBytes >= sizeBytes {
-		return ws.ptr, nil
-	}
-	size := sizeBytes
-	if ws != nil {
-		size = max(size, 2*ws.sizeBytes)
-	}
-	ptr, err := mem.MemAlloc(size)
-	if err != nil {
-		return 0, fmt.Errorf("kernels: allocating a %d-byte attention split workspace: %w", size, err)
-	}
-	if ws != nil {
-		s.attn.retired = append(s.attn.retired, ws.ptr)
-	} else {
-		ws = &attentionWorkspaceBuf{}
-		if s.attn.workspaces == nil {
-			s.attn.workspaces = map[*cuda.Stream]*attentionWorkspaceBuf{}
-		}
-		s.attn.workspaces[st] = ws
-	}
-	ws.ptr, ws.sizeBytes = ptr, size
-	return ptr, nil
+	return s.attn.workspaces.get(s.drv, st, sizeBytes)
 }
 
 // closeAttention frees the split workspaces (s.mu held, from Close).
 func (s *Set) closeAttention() error {
-	mem, ok := s.drv.(deviceMemory)
-	if !ok {
-		return nil
-	}
-	var errs []error
-	free := func(p cuda.DevicePtr) {
-		if err := mem.MemFree(p); err != nil {
-			errs = append(errs, fmt.Errorf("kernels: freeing an attention split workspace: %w", err))
-		}
-	}
-	for _, ws := range s.attn.workspaces {
-		free(ws.ptr)
-	}
-	for _, p := range s.attn.retired {
-		free(p)
-	}
-	clear(s.attn.workspaces)
-	s.attn.retired = nil
+	err := s.attn.workspaces.free(s.drv)
 	clear(s.attn.sharedSet)
-	return errors.Join(errs...)
+	return err
 }

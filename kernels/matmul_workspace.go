@@ -1,9 +1,6 @@
 package kernels
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/kiln-gpu/kiln/cuda"
 )
 
@@ -40,18 +37,8 @@ type matmulState struct {
 	params matmulParams
 	// smCount is the device's multiprocessor count, 0 until first asked.
 	smCount int
-	// workspaces holds each stream's split-k workspace: launches on one
-	// stream run in order, so one buffer per stream is never used by two
-	// kernels at once.
-	workspaces map[*cuda.Stream]*matmulWorkspace
-	// retired are workspaces replaced by larger ones. They are freed only
-	// by Close: a CUDA graph captured earlier may still use one.
-	retired []cuda.DevicePtr
-}
-
-type matmulWorkspace struct {
-	ptr       cuda.DevicePtr
-	sizeBytes int64
+	// workspaces holds each stream's split-k workspace.
+	workspaces streamWorkspaces
 }
 
 // multiprocessorCount is the device's SM count, read once (s.mu held).
@@ -70,58 +57,11 @@ func (s *Set) multiprocessorCount() int {
 	return s.mm.smCount
 }
 
-// matmulWorkspace returns st's split-k workspace, at least sizeBytes long,
-// allocating a larger one when needed (s.mu held). Growth doubles, so a
-// stream allocates a handful of times at most.
+// matmulWorkspace returns st's split-k workspace, at least sizeBytes long
+// (s.mu held).
 func (s *Set) matmulWorkspace(st *cuda.Stream, sizeBytes int64) (cuda.DevicePtr, error) {
-	mem, ok := s.drv.(deviceMemory)
-	if !ok {
-		return 0, errors.New("kernels: the driver cannot allocate a split-k workspace")
-	}
-	ws := s.mm.workspaces[st]
-	if ws != nil && ws.sizeBytes >= sizeBytes {
-		return ws.ptr, nil
-	}
-	size := sizeBytes
-	if ws != nil {
-		size = max(size, 2*ws.sizeBytes)
-	}
-	ptr, err := mem.MemAlloc(size)
-	if err != nil {
-		return 0, fmt.Errorf("kernels: allocating a %d-byte matmul split-k workspace: %w", size, err)
-	}
-	if ws != nil {
-		s.mm.retired = append(s.mm.retired, ws.ptr)
-	} else {
-		ws = &matmulWorkspace{}
-		if s.mm.workspaces == nil {
-			s.mm.workspaces = map[*cuda.Stream]*matmulWorkspace{}
-		}
-		s.mm.workspaces[st] = ws
-	}
-	ws.ptr, ws.sizeBytes = ptr, size
-	return ptr, nil
+	return s.mm.workspaces.get(s.drv, st, sizeBytes)
 }
 
 // closeMatMul frees the workspaces (s.mu held, from Close).
-func (s *Set) closeMatMul() error {
-	mem, ok := s.drv.(deviceMemory)
-	if !ok {
-		return nil
-	}
-	var errs []error
-	free := func(p cuda.DevicePtr) {
-		if err := mem.MemFree(p); err != nil {
-			errs = append(errs, fmt.Errorf("kernels: freeing a matmul split-k workspace: %w", err))
-		}
-	}
-	for _, ws := range s.mm.workspaces {
-		free(ws.ptr)
-	}
-	for _, p := range s.mm.retired {
-		free(p)
-	}
-	clear(s.mm.workspaces)
-	s.mm.retired = nil
-	return errors.Join(errs...)
-}
+func (s *Set) closeMatMul() error { return s.mm.workspaces.free(s.drv) }

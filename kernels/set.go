@@ -83,7 +83,7 @@ func newSet(drv driver, cc ComputeCapability, opts Options) (*Set, error) {
 	if fsys == nil {
 		fsys = EmbeddedPTX()
 	}
-	return &Set{
+	s := &Set{
 		drv:    drv,
 		cc:     cc,
 		sel:    opts.Variant,
@@ -91,7 +91,10 @@ func newSet(drv driver, cc ComputeCapability, opts Options) (*Set, error) {
 		fsys:   fsys,
 		loaded: map[Family]*loadedFamily{},
 		funcs:  make([]*cuda.Function, len(kernelTable)),
-	}, nil
+	}
+	s.mm.workspaces.what = "matmul split-k"
+	s.attn.workspaces.what = "attention split"
+	return s, nil
 }
 
 // ComputeCapability is the device's compute capability.
