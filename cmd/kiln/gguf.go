@@ -135,11 +135,7 @@ func writeTensorTable(w io.Writer, ts []gguf.TensorInfo, index []int) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  #\tname\ttype\tshape\telements\toffset\tbytes\n")
 	for i, t := range ts {
-		size := strconv.FormatInt(t.SizeBytes, 10)
-		if t.SizeBytes < 0 {
-			size = "?"
-		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%d\t%s\n", index[i], t.Name, t.TypeName(), formatShape(t.Shape), t.NumElements(), t.Offset, size)
+		fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%d\t%d\t%d\n", index[i], t.Name, t.TypeName(), formatShape(t.Shape), t.NumElements(), t.Offset, t.SizeBytes)
 	}
 	tw.Flush()
 }

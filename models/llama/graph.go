@@ -79,8 +79,7 @@ func (m *Model) decodeBucket(nSeqs int) int {
 // graphShape is the buffer shape of a decode bucket: the block table is
 // wide enough for the context length.
 func (m *Model) graphShape(bucket int) stepShape {
-	pages := (m.opts.ContextLen + m.opts.PageSize - 1) / m.opts.PageSize
-	return stepShape{tokens: bucket, seqs: bucket, rows: bucket, tablePages: pages}
+	return stepShape{tokens: bucket, seqs: bucket, rows: bucket, tablePages: m.kv.pagesFor(m.opts.ContextLen)}
 }
 
 // runDecodeGraph runs decode step p in its bucket's buffers: by replaying
@@ -89,11 +88,8 @@ func (m *Model) graphShape(bucket int) stepShape {
 func (m *Model) runDecodeGraph(ctx context.Context, p *stepPlan, capturer op.GraphCapturer, bucket int) ([]Result, error) {
 	sh := m.shards[0]
 	shape := m.graphShape(bucket)
-	maxKV := 0
-	for i, r := range p.reqs {
-		maxKV = max(maxKV, p.start[i]+len(r.Tokens))
-	}
-	band := m.kvBand(maxKV)
+	_, eager := m.eagerShape(p)
+	band := m.kvBand(eager.MaxKVLen)
 	attnOpts := op.AttentionOptions{Causal: true, MaxQueryLen: 1, MaxKVLen: band}
 	g := m.graphs[bucket]
 	if g == nil {
