@@ -42,12 +42,19 @@ DATA_PACKAGES="models/builtin"
 # Files from the shared folder that later model checks read (source -> bundle path).
 SHARED_FILES="models/stories260K.gguf models/README.md"
 
-# What travels to the GPU machine is the compressed archive .gpu.tgz (the
-# device tool carries at most 64 MiB, the working tree included); .gpu/ is
-# the same bundle unpacked, for looking at here.
-MAX_ARCHIVE_BYTES=$((44 * 1024 * 1024))
-WARN_ARCHIVE_BYTES=$((36 * 1024 * 1024))
-ARCHIVE=.gpu.tgz
+# What travels to the GPU machine is the compressed archive .gpu.txz; .gpu/
+# is the same bundle unpacked, for looking at here. The device tool carries
+# at most 64 MiB, the working tree (tracked and untracked, not ignored files)
+# included: the script fails when tree + archive pass CARRY_LIMIT_BYTES, and
+# warns above WARN_CARRY_BYTES.
+#
+# xz with one thread and a 64 MiB dictionary, not gzip: every test binary
+# embeds the same ~11 MiB of PTX and the same Go runtime, and gzip's 32 KiB
+# window sees none of that repetition (gzip: 40 MiB, this: 14 MiB, measured
+# on the 2026-11-27 bundle). It takes about 1.5 minutes on 2 cores.
+CARRY_LIMIT_BYTES=$((62 * 1024 * 1024))
+WARN_CARRY_BYTES=$((52 * 1024 * 1024))
+ARCHIVE=.gpu.txz
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -214,15 +221,25 @@ find "$STAGE" -maxdepth 1 -type f \( -name '*.test' -o -name kiln \) -printf '%s
 		printf '  %8s  %s\n' "$(numfmt --to=iec-i --suffix=B "$bytes")" "$path"
 	done
 rm -f "$ARCHIVE.tmp"
-tar -C "$STAGE" -czf "$ARCHIVE.tmp" .
-asize=$(stat -c %s "$ARCHIVE.tmp")
+if ! command -v xz >/dev/null; then
+	fail "xz is not installed (the archive is xz-compressed; apt-get install xz-utils)"
+	partial=0
+else
+	tar -C "$STAGE" -cf - . | xz -T1 -6 --lzma2=dict=64MiB >"$ARCHIVE.tmp"
+fi
+asize=$(stat -c %s "$ARCHIVE.tmp" 2>/dev/null || echo 0)
 ahuman=$(numfmt --to=iec-i --suffix=B "$asize")
-echo "gpu-bundle: archive $ARCHIVE is $ahuman ($asize bytes; limit $((MAX_ARCHIVE_BYTES / 1024 / 1024)) MiB)"
-if [ "$asize" -gt "$MAX_ARCHIVE_BYTES" ]; then
-	fail "the archive is $ahuman, over the $((MAX_ARCHIVE_BYTES / 1024 / 1024)) MiB limit (the device tool carries 64 MiB with the tree)"
+# The working tree that travels with it: tracked and untracked files git does not ignore.
+tsize=$(git ls-files -co --exclude-standard -z | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+tsize=${tsize:-0}
+carry=$((asize + tsize))
+chuman=$(numfmt --to=iec-i --suffix=B "$carry")
+echo "gpu-bundle: archive $ARCHIVE is $ahuman; with the working tree $(numfmt --to=iec-i --suffix=B "$tsize") that is $chuman to carry (limit $((CARRY_LIMIT_BYTES / 1024 / 1024)) MiB)"
+if [ "$carry" -gt "$CARRY_LIMIT_BYTES" ]; then
+	fail "archive + working tree are $chuman, over the $((CARRY_LIMIT_BYTES / 1024 / 1024)) MiB limit (the device tool carries 64 MiB in all)"
 	partial=0 # too big to carry at all
-elif [ "$asize" -gt "$WARN_ARCHIVE_BYTES" ]; then
-	echo "gpu-bundle: warning: the archive is $ahuman; the tree and the archive together must stay under 64 MiB" >&2
+elif [ "$carry" -gt "$WARN_CARRY_BYTES" ]; then
+	echo "gpu-bundle: warning: archive + working tree are $chuman, near the 64 MiB the device tool carries" >&2
 fi
 
 if [ ${#failures[@]} -gt 0 ] && [ "$partial" -eq 0 ]; then

@@ -73,14 +73,20 @@ done
 OUT=$1
 mkdir -p "$OUT" || { echo "gpu-check: cannot create OUTDIR $OUT" >&2; exit 2; }
 OUT=$(cd "$OUT" && pwd)
-# The bundle travels compressed (.gpu.tgz, made by gpu-bundle.sh next to
-# .gpu/): unpack it when the folder is not there.
-ARCHIVE=${KILN_GPU_ARCHIVE:-.gpu.tgz}
+# The bundle travels compressed (.gpu.txz, made by gpu-bundle.sh next to
+# .gpu/): unpack it when the folder is not there, with xz when installed,
+# else with Python's tarfile (the GPU machines have python3).
+ARCHIVE=${KILN_GPU_ARCHIVE:-.gpu.txz}
 if [ ! -f "$BUNDLE/MANIFEST" ] && [ -f "$ARCHIVE" ]; then
-	mkdir -p "$BUNDLE" && tar -C "$BUNDLE" -xzf "$ARCHIVE" || { echo "gpu-check: cannot unpack $ARCHIVE into $BUNDLE/" >&2; exit 2; }
+	mkdir -p "$BUNDLE" || { echo "gpu-check: cannot create $BUNDLE/" >&2; exit 2; }
+	if command -v xz >/dev/null; then
+		xz -dc "$ARCHIVE" | tar -C "$BUNDLE" -xf -
+	else
+		python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' "$ARCHIVE" "$BUNDLE"
+	fi || { echo "gpu-check: cannot unpack $ARCHIVE into $BUNDLE/" >&2; exit 2; }
 fi
 if [ ! -f "$BUNDLE/MANIFEST" ] || [ ! -f "$BUNDLE/tests.tsv" ]; then
-	echo "gpu-check: no bundle in $BUNDLE/ (MANIFEST, tests.tsv) nor $ARCHIVE: run 'make gpu-bundle' on the development machine and carry .gpu.tgz" >&2
+	echo "gpu-check: no bundle in $BUNDLE/ (MANIFEST, tests.tsv) nor $ARCHIVE: run 'make gpu-bundle' on the development machine and carry .gpu.txz" >&2
 	exit 2
 fi
 BUNDLE=$(cd "$BUNDLE" && pwd)
