@@ -86,6 +86,12 @@ type Backend struct {
 	graphs    map[*graph]struct{} // live graphs, destroyed by Close; guarded by closeMu
 
 	peersTried map[*Backend]bool // peer access attempted, by peer; guarded by peerMu
+	// peerEv is the event CopyFromPeer records on this backend's stream
+	// (made on first use, guarded by opMu). One per backend suffices: a
+	// stream's wait on an event waits for the record most recent at the
+	// time of the wait, so re-recording it later does not disturb waits
+	// already queued.
+	peerEv *cuda.Event
 
 	probeOut    cuda.DevicePtr // ReadProbe's per-block output, made on first use
 	probeBlocks int
@@ -354,6 +360,9 @@ func (b *Backend) release() error {
 	}
 	if b.syncEv != nil {
 		keep(b.syncEv.Destroy())
+	}
+	if b.peerEv != nil {
+		keep(b.peerEv.Destroy())
 	}
 	if b.stream != nil {
 		keep(b.stream.Destroy())

@@ -53,17 +53,15 @@ func (b *Backend) CopyFromPeer(dst, src tensor.Tensor) error {
 	b.enablePeer(peer)
 
 	// 1. src is ready when the peer's queued work is done.
-	ready, err := peer.recordEvent()
+	ready, err := peer.recordPeerEvent()
 	if err != nil {
 		return err
 	}
-	defer ready.Destroy()
 	// 2. b's stream waits for that, then copies.
 	done, err := b.copyAfter(dst, dbuf, src, sbuf, peer, ready)
 	if err != nil {
 		return err
 	}
-	defer done.Destroy()
 	// 3. The peer's later work (which may overwrite src) waits for the copy.
 	peer.opMu.Lock()
 	defer peer.opMu.Unlock()
@@ -73,26 +71,35 @@ func (b *Backend) CopyFromPeer(dst, src tensor.Tensor) error {
 	return nil
 }
 
-// recordEvent records a new event on b's stream.
-func (b *Backend) recordEvent() (*cuda.Event, error) {
+// recordPeerEvent records b's peer event on b's stream (creating the event
+// on first use) and returns it. peerMu is held: no other peer copy records
+// it meanwhile.
+func (b *Backend) recordPeerEvent() (*cuda.Event, error) {
 	b.opMu.Lock()
 	defer b.opMu.Unlock()
+	return b.recordPeerEventLocked()
+}
+
+// recordPeerEventLocked is recordPeerEvent with b.opMu held.
+func (b *Backend) recordPeerEventLocked() (*cuda.Event, error) {
 	if b.fault != nil {
 		return nil, b.fault
 	}
-	e, err := b.ctx.NewEvent(false)
-	if err != nil {
+	if b.peerEv == nil {
+		e, err := b.ctx.NewEvent(false)
+		if err != nil {
+			return nil, b.noteFault("copy from peer: event", err)
+		}
+		b.peerEv = e
+	}
+	if err := b.peerEv.Record(b.stream); err != nil {
 		return nil, b.noteFault("copy from peer: event", err)
 	}
-	if err := e.Record(b.stream); err != nil {
-		_ = e.Destroy()
-		return nil, b.noteFault("copy from peer: event", err)
-	}
-	return e, nil
+	return b.peerEv, nil
 }
 
 // copyAfter queues on b's stream: wait for ready, copy src into dst, and
-// returns an event recorded after the copy.
+// returns b's peer event recorded after the copy.
 func (b *Backend) copyAfter(dst tensor.Tensor, dbuf *deviceBuffer, src tensor.Tensor, sbuf *deviceBuffer, peer *Backend, ready *cuda.Event) (*cuda.Event, error) {
 	b.opMu.Lock()
 	defer b.opMu.Unlock()
@@ -106,16 +113,7 @@ func (b *Backend) copyAfter(dst tensor.Tensor, dbuf *deviceBuffer, src tensor.Te
 	if err := b.ctx.MemcpyPeerAsync(b.ptr(dbuf, dst), peer.ptr(sbuf, src), peer.ctx, n, b.stream); err != nil {
 		return nil, b.noteFault("copy from peer", err)
 	}
-	done, err := b.ctx.NewEvent(false)
-	if err == nil {
-		if err = done.Record(b.stream); err != nil {
-			_ = done.Destroy()
-		}
-	}
-	if err != nil {
-		return nil, b.noteFault("copy from peer: event", err)
-	}
-	return done, nil
+	return b.recordPeerEventLocked()
 }
 
 // enablePeer turns on peer access from b to peer's device once per pair

@@ -53,6 +53,23 @@ func TestCopyFromPeer(t *testing.T) {
 	if err := b.Sync(context.Background()); err != nil {
 		t.Errorf("the peer's stream after waiting on the copy: %v", err)
 	}
+	// Each backend made its peer event at the first copy; later copies
+	// re-record it (one record on each side per copy) and make none.
+	lib.ResetCounters()
+	for range 3 {
+		if err := a.CopyFromPeer(dst, src); err != nil {
+			t.Fatalf("CopyFromPeer again: %v", err)
+		}
+	}
+	if n := lib.Calls("cuEventCreate"); n != 0 {
+		t.Errorf("%d cuEventCreate calls over 3 more copies, want 0 (one event per backend, reused)", n)
+	}
+	if n := lib.Calls("cuEventRecord"); n != 6 {
+		t.Errorf("%d cuEventRecord calls over 3 copies, want 6", n)
+	}
+	if err := b.Sync(context.Background()); err != nil {
+		t.Errorf("the peer's stream after the copies: %v", err)
+	}
 	other, _ := a.Alloc(tensor.F32, 3, 100)
 	if err := a.CopyFromPeer(other, src); !errors.Is(err, op.ErrInvalidArgument) {
 		t.Errorf("dtype mismatch: %v, want ErrInvalidArgument", err)
