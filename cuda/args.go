@@ -80,6 +80,15 @@ func Struct[T any](a *Args, v *T) *Args {
 	return a
 }
 
+// TensorMap appends a tensor map by value (a `const __grid_constant__
+// CUtensorMap` parameter): 128 bytes at the next multiple of 64 bytes of the
+// parameter list, as the driver lays such a parameter out.
+func (a *Args) TensorMap(m *TensorMap) *Args {
+	a.align(TensorMapAlign)
+	a.buf = append(a.buf, m[:]...)
+	return a
+}
+
 // maxArgBytes is CUDA's limit on a kernel's parameter space (4 KiB before
 // Volta's 32 KiB extension; kiln stays under the portable limit).
 const maxArgBytes = 4096

@@ -1127,3 +1127,46 @@ func (g *GraphExec) Destroy() error {
 	g.handle = nil
 	return nil
 }
+
+// HasTensorMaps reports whether the loaded driver has cuTensorMapEncodeTiled
+// (false before Load succeeds).
+func HasTensorMaps() bool {
+	return Load() == nil && C.kiln_has_tensor_map() != 0
+}
+
+// EncodeTensorMapTiled is cuTensorMapEncodeTiled: it checks spec
+// (TensorMapSpec.Validate) and returns the driver's encoding, with no
+// interleave and zero fill out of bounds. It needs Load, not a context.
+func EncodeTensorMapTiled(spec *TensorMapSpec) (TensorMap, error) {
+	if err := spec.Validate(); err != nil {
+		return TensorMap{}, err
+	}
+	if err := Load(); err != nil {
+		return TensorMap{}, err
+	}
+	if C.kiln_has_tensor_map() == 0 {
+		return TensorMap{}, fmt.Errorf("cuda: the driver library %s has no cuTensorMapEncodeTiled (CUDA 12.0 or newer has it)", libPath)
+	}
+	var dims, strides [5]C.ulonglong
+	var box, elem [5]C.uint
+	for i := range 5 {
+		dims[i] = C.ulonglong(spec.Dims[i])
+		box[i] = C.uint(spec.Box[i])
+		e := spec.ElementStrides[i]
+		if e == 0 {
+			e = 1
+		}
+		elem[i] = C.uint(e)
+	}
+	for i := range 4 {
+		strides[i] = C.ulonglong(spec.Strides[i])
+	}
+	var out TensorMap
+	r := C.kiln_tensor_map_encode_tiled((*C.uchar)(unsafe.Pointer(&out[0])), C.int(spec.DataType), C.uint(spec.Rank),
+		C.kiln_devptr(spec.Global), &dims[0], &strides[0], &box[0], &elem[0], C.int(spec.Swizzle), C.int(spec.L2Promotion))
+	if r != 0 {
+		return TensorMap{}, newError("cuTensorMapEncodeTiled", r, fmt.Sprintf("rank %d, dims %v, box %v", spec.Rank,
+			spec.Dims[:spec.Rank], spec.Box[:spec.Rank]))
+	}
+	return out, nil
+}

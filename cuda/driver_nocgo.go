@@ -205,3 +205,17 @@ func (g *GraphExec) Launch(s *Stream) error { return ErrNoCGO }
 func (g *GraphExec) Destroy() error { return ErrNoCGO }
 
 var _ = unsafe.Pointer(nil)
+
+// HasTensorMaps reports whether the loaded driver has cuTensorMapEncodeTiled
+// (false before Load succeeds).
+func HasTensorMaps() bool { return false }
+
+// EncodeTensorMapTiled is cuTensorMapEncodeTiled: it checks spec
+// (TensorMapSpec.Validate) and returns the driver's encoding, with no
+// interleave and zero fill out of bounds. It needs Load, not a context.
+func EncodeTensorMapTiled(spec *TensorMapSpec) (TensorMap, error) {
+	if err := spec.Validate(); err != nil {
+		return TensorMap{}, err
+	}
+	return TensorMap{}, ErrNoCGO
+}

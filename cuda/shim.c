@@ -9,6 +9,7 @@
 
 #include <dlfcn.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef int CUresult;
@@ -94,6 +95,11 @@ static CUresult (*p_cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
 static CUresult (*p_cuFuncGetAttribute)(int *, int, CUfunction);
 static CUresult (*p_cuFuncSetAttribute)(CUfunction, int, int);
 static CUresult (*p_cuFuncGetParamInfo)(CUfunction, size_t, size_t *, size_t *); // optional (CUDA 12.4)
+// optional (CUDA 12.0): CUtensorMap*, dataType, rank, globalAddress, globalDim, globalStrides, boxDim,
+// elementStrides, interleave, swizzle, l2Promotion, oobFill
+static CUresult (*p_cuTensorMapEncodeTiled)(void *, int, unsigned int, void *, const unsigned long long *,
+                                            const unsigned long long *, const unsigned int *, const unsigned int *, int,
+                                            int, int, int);
 static CUresult (*p_cuOccupancyMaxActiveBlocksPerMultiprocessor)(int *, CUfunction, int, size_t);
 static CUresult (*p_cuLaunchKernel)(CUfunction, unsigned int, unsigned int, unsigned int, unsigned int,
                                     unsigned int, unsigned int, unsigned int, CUstream, void **, void **);
@@ -205,6 +211,11 @@ int kiln_load(const char *path, char *msg, size_t msg_size) {
 	// cuFuncGetParamInfo (CUDA 12.4) lets Launch check the packed argument
 	// size against the kernel's parameter list; without it the check is skipped.
 	p_cuFuncGetParamInfo = (CUresult(*)(CUfunction, size_t, size_t *, size_t *))dlsym(h, "cuFuncGetParamInfo");
+	// cuTensorMapEncodeTiled (CUDA 12.0) encodes TMA descriptors for the
+	// sm_90a kernels; without it those kernels are not used.
+	p_cuTensorMapEncodeTiled =
+	    (CUresult(*)(void *, int, unsigned int, void *, const unsigned long long *, const unsigned long long *,
+	                 const unsigned int *, const unsigned int *, int, int, int, int))dlsym(h, "cuTensorMapEncodeTiled");
 	// Only used to word errors; the Go tables stand in when they are absent.
 	p_cuGetErrorName = (CUresult(*)(CUresult, const char **))dlsym(h, "cuGetErrorName");
 	p_cuGetErrorString = (CUresult(*)(CUresult, const char **))dlsym(h, "cuGetErrorString");
@@ -476,3 +487,22 @@ int kiln_graph_instantiate(void *ctx, void **exec, void *graph) {
 int kiln_graph_destroy(void *ctx, void *graph) { WITH_CTX(ctx, p_cuGraphDestroy(graph)); }
 int kiln_graph_launch(void *ctx, void *exec, void *stream) { WITH_CTX(ctx, p_cuGraphLaunch(exec, stream)); }
 int kiln_graph_exec_destroy(void *ctx, void *exec) { WITH_CTX(ctx, p_cuGraphExecDestroy(exec)); }
+
+int kiln_has_tensor_map(void) { return p_cuTensorMapEncodeTiled != NULL; }
+
+int kiln_tensor_map_encode_tiled(unsigned char *out128, int data_type, unsigned int rank, kiln_devptr global,
+                                 const unsigned long long *dims, const unsigned long long *strides,
+                                 const unsigned int *box, const unsigned int *element_strides, int swizzle,
+                                 int l2_promotion) {
+	// The driver writes the map into 64-byte aligned storage; the Go side
+	// gets a copy of the 128 bytes.
+	_Alignas(64) unsigned char map[128];
+	memset(map, 0, sizeof map);
+	CUresult r = p_cuTensorMapEncodeTiled(map, data_type, rank, (void *)(uintptr_t)global, dims, strides, box,
+	                                      element_strides, 0 /* CU_TENSOR_MAP_INTERLEAVE_NONE */, swizzle,
+	                                      l2_promotion, 0 /* CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE: zeros */);
+	if (r == 0) {
+		memcpy(out128, map, sizeof map);
+	}
+	return r;
+}

@@ -132,4 +132,15 @@ int kiln_graph_destroy(void *ctx, void *graph);
 int kiln_graph_launch(void *ctx, void *exec, void *stream);
 int kiln_graph_exec_destroy(void *ctx, void *exec);
 
+// kiln_has_tensor_map reports whether the driver has cuTensorMapEncodeTiled.
+int kiln_has_tensor_map(void);
+
+// kiln_tensor_map_encode_tiled is cuTensorMapEncodeTiled with no
+// interleave and zero fill out of bounds, writing the 128-byte map to out128
+// (any alignment). No context is needed.
+int kiln_tensor_map_encode_tiled(unsigned char *out128, int data_type, unsigned int rank, kiln_devptr global,
+                                 const unsigned long long *dims, const unsigned long long *strides,
+                                 const unsigned int *box, const unsigned int *element_strides, int swizzle,
+                                 int l2_promotion);
+
 #endif

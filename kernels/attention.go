@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/bits"
 
@@ -131,6 +132,8 @@ type AttentionChoice struct {
 // TotalQ = 0 launches nothing.
 //
 // Kernels: attention_<dt> (simple), attention_<dt>_prefill_d<D>,
+// attention_<dt>_wgmma_d<D> (compute capability 9.0: K and V through TMA
+// tensor maps encoded here per call),
 // attention_<dt>_decode_d<D>, then attention_<dt>_combine after a split.
 func (s *Set) Attention(st *cuda.Stream, a AttentionArgs) error {
 	if err := checkAttentionArgs(&a); err != nil {
@@ -145,6 +148,19 @@ func (s *Set) Attention(st *cuda.Stream, a AttentionArgs) error {
 		return err
 	}
 	plan := s.planAttentionLocked(&a, true)
+	if plan.Kind == KindWGMMA {
+		// The tensor maps are encoded per call on the host (no GPU work)
+		// and passed by value, so a captured graph keeps its own copy. A
+		// layout the driver will not describe runs on the mma.sync prefill.
+		if err := s.attentionTensorMaps(&a, plan.Tile); err != nil {
+			// Once per Set: a layout the driver refuses is refused every call.
+			if !s.attn.tensorMapWarned {
+				s.attn.tensorMapWarned = true
+				s.log.Warn("kernels: no tensor maps for the Hopper attention kernel; using the mma.sync prefill (logged once)", "error", err)
+			}
+			plan = s.planAttention(&a, true, false)
+		}
+	}
 	var ws cuda.DevicePtr
 	if plan.Splits > 1 {
 		var err error
@@ -214,16 +230,98 @@ func (s *Set) AttentionChoice(a AttentionArgs) (AttentionChoice, error) {
 // planAttentionLocked plans a on this Set's device (s.mu held); splitOK
 // false plans without a split workspace.
 func (s *Set) planAttentionLocked(a *AttentionArgs, splitOK bool) attentionPlan {
+	return s.planAttention(a, splitOK, true)
+}
+
+// planAttention is planAttentionLocked; hopperOK false keeps the sm_90a
+// kernels out.
+func (s *Set) planAttention(a *AttentionArgs, splitOK, hopperOK bool) attentionPlan {
 	_, canAlloc := s.drv.(deviceMemory)
 	maxQ, maxKV := attentionBounds(a)
-	return planAttention(attentionProblem{
+	q := attentionProblem{
 		DType: a.DType, HeadDim: a.HeadDim, Batch: a.Batch, NHeads: a.NHeads, NKVHeads: a.NKVHeads,
 		TotalQ: a.TotalQ, MaxQueryLen: maxQ, MaxKVLen: maxKV,
 		Aligned16: attentionAligned16(a),
 		CC:        s.cc, SMCount: s.multiprocessorCount(), Variant: s.sel,
 		SharedLimit: s.sharedLimit(),
 		SplitOK:     splitOK && canAlloc,
-	})
+		Paged:       a.Paged, PageSize: a.PageSize, KVRows: a.TotalKV,
+		KVStridesOK: attentionKVStridesBelow(a, 1<<40),
+	}
+	if a.Paged {
+		q.KVRows = a.NPages
+	}
+	// Only a call that could take the wgmma prefill loads its module.
+	if _, ok := wgmmaTileFor(a.HeadDim); ok && hopperOK && s.cc == (ComputeCapability{9, 0}) && s.sel == VariantAuto &&
+		(a.DType == tensor.F16 || a.DType == tensor.BF16) {
+		q.Hopper = s.attentionHopperReady()
+	}
+	return planAttention(q)
+}
+
+// attentionKVStridesBelow: every K and V stride is below limit bytes.
+func attentionKVStridesBelow(a *AttentionArgs, limit uint64) bool {
+	eb := uint64(a.DType.BlockBytes())
+	for _, st := range [...]int{a.KPageStride, a.KTokenStride, a.KHeadStride, a.VPageStride, a.VTokenStride, a.VHeadStride} {
+		if uint64(st)*eb >= limit {
+			return false
+		}
+	}
+	return true
+}
+
+// attentionTensorMaps encodes the wgmma prefill's tensor maps of K and V
+// into s.attn.mapK and mapV (s.mu held): contiguous, rank 3 (head dim, KV
+// heads, tokens) with boxes (64, 1, KeysPerTile); paged, rank 4 (head dim,
+// KV heads, page size, pages) with boxes (64, 1, R, 1) (wgmmaBoxRows);
+// 128-byte swizzle, zeros out of bounds. A stride of a dimension of size 1
+// is never stepped, so it is given as the dense one (the caller's may be
+// anything, 0 included).
+func (s *Set) attentionTensorMaps(a *AttentionArgs, tile attentionTile) error {
+	enc, ok := s.drv.(tensorMapEncoder)
+	if !ok {
+		return fmt.Errorf("kernels: %s needs tensor maps, and the driver cannot encode them", op.NameAttention)
+	}
+	eb := uint64(a.DType.BlockBytes())
+	dt := cuda.TensorMapFloat16
+	if a.DType == tensor.BF16 {
+		dt = cuda.TensorMapBFloat16
+	}
+	rows, _ := tile.wgmmaBoxRows(a.Paged, a.PageSize)
+	stride := func(size, given int, dense uint64) uint64 {
+		if size == 1 {
+			return dense
+		}
+		return uint64(given) * eb
+	}
+	build := func(base cuda.DevicePtr, pageStride, tokenStride, headStride int) cuda.TensorMapSpec {
+		headBytes := uint64(a.HeadDim) * eb
+		sp := cuda.TensorMapSpec{DataType: dt, Global: base, Swizzle: cuda.TensorMapSwizzle128B, L2Promotion: cuda.TensorMapL2256B}
+		hs := stride(a.NKVHeads, headStride, headBytes)
+		if a.Paged {
+			ts := stride(a.PageSize, tokenStride, hs*uint64(a.NKVHeads))
+			sp.Rank = 4
+			sp.Dims = [5]uint64{uint64(a.HeadDim), uint64(a.NKVHeads), uint64(a.PageSize), uint64(a.NPages)}
+			sp.Strides = [4]uint64{hs, ts, stride(a.NPages, pageStride, ts*uint64(a.PageSize))}
+			sp.Box = [5]uint32{attentionWGMMABoxCols, 1, uint32(rows), 1}
+		} else {
+			sp.Rank = 3
+			sp.Dims = [5]uint64{uint64(a.HeadDim), uint64(a.NKVHeads), uint64(a.TotalKV)}
+			sp.Strides = [4]uint64{hs, stride(a.TotalKV, tokenStride, hs*uint64(a.NKVHeads))}
+			sp.Box = [5]uint32{attentionWGMMABoxCols, 1, uint32(rows)}
+		}
+		return sp
+	}
+	specK := build(a.K, a.KPageStride, a.KTokenStride, a.KHeadStride)
+	specV := build(a.V, a.VPageStride, a.VTokenStride, a.VHeadStride)
+	var err error
+	if s.attn.mapK, err = enc.EncodeTensorMap(&specK); err != nil {
+		return fmt.Errorf("kernels: %s: the tensor map of K: %w", op.NameAttention, err)
+	}
+	if s.attn.mapV, err = enc.EncodeTensorMap(&specV); err != nil {
+		return fmt.Errorf("kernels: %s: the tensor map of V: %w", op.NameAttention, err)
+	}
+	return nil
 }
 
 // attentionBounds resolves MaxQueryLen and MaxKVLen: 0 (or more than the
@@ -324,6 +422,9 @@ func (s *Set) launchAttention(st *cuda.Stream, a *AttentionArgs, plan *attention
 	}
 	s.args.Reset()
 	cuda.Struct(&s.args, p)
+	if plan.Kind == KindWGMMA {
+		s.args.TensorMap(&s.attn.mapK).TensorMap(&s.attn.mapV) // encoded by Attention
+	}
 	lc := launchConfig{grid: plan.Grid, block: cuda.D1(plan.Threads), sharedBytes: plan.SharedBytes}
 	if err := s.launch(plan.Kernel, lc, st); err != nil {
 		return err

@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/kiln-gpu/kiln/cuda"
 	"github.com/kiln-gpu/kiln/runtime/tensor"
@@ -23,9 +24,20 @@ import (
 // (G = NHeads/NKVHeads; D the tile head dim: 40 → 48, 48, 64, 80, 96, 128,
 // 160, 256.) A fast kernel whose shared memory exceeds what the device (or
 // the driver binding) grants a block, or whose grid would exceed the
-// hardware limits, gives way to the next choice, the simple kernel last. On
-// compute capability 9.0 a Hopper-only prefill variant (sm_90a wgmma/TMA)
-// would go first; attentionHopperKinds lists none yet.
+// hardware limits, gives way to the next choice, the simple kernel last.
+//
+// On compute capability 9.0, before the mma.sync prefill (after decode),
+// the Hopper prefill attention_<dt>_wgmma_d<D> (sm_90a wgmma and TMA,
+// attention_wgmma.cu) when planHopperPrefill's conditions hold: the
+// family's sm_90a module loaded and the driver encodes tensor maps
+// (attentionProblem.Hopper), head dim exactly 64, 128 or 256, and for paged
+// K/V a page size whose box rows R = min(BN, page size) divide BN and the
+// page size and are a multiple of 8 (BN = 128 for D 64 and 128, 64 for
+// 256: page sizes 8, 16, 32, 64 or a multiple of BN), fewer than 2^31
+// pages, and K/V strides below 2^40 bytes (TMA's limit; the 16-byte
+// alignment TMA needs is Aligned16's). Everything the mma.sync prefill
+// supports otherwise (varlen, GQA, causal offset, window, mask, LSE, the
+// error word) the wgmma kernel supports too; the rest falls back.
 //
 // Split-KV (decode): with base = Batch·rowGroups·NKVHeads blocks fewer
 // than the SMs, the keys are split into s = min(⌈2·SMs/base⌉, 32,
@@ -133,9 +145,56 @@ func (t attentionTile) decodeSharedBytes() int {
 }
 
 // attentionHopperKinds are the sm_90a-only attention variants dispatch
-// would try first for prefill on compute capability 9.0 (wgmma and TMA, a
-// later step).
-var attentionHopperKinds []Kind
+// tries first for prefill on compute capability 9.0.
+var attentionHopperKinds = []Kind{KindWGMMA}
+
+// Launch geometry of the wgmma prefill (attention_wgmma.cu's
+// kWgmmaThreads, kWgmmaRows; TestAttentionWGMMAConstantsMatchSources).
+const (
+	attentionWGMMAThreads = 384 // 2 consumer warpgroups + the producer warpgroup
+	attentionWGMMARows    = 128 // query rows per block, 64 per consumer warpgroup
+	// attentionWGMMABoxCols is the inner extent of every TMA box: 64
+	// elements, 128 bytes, the 128-byte swizzle span.
+	attentionWGMMABoxCols = 64
+)
+
+// wgmmaTiles are the wgmma prefill's tiles (KILN_ATTENTION_WGMMA_ALL lines
+// of attention_wgmma.cu): Dim the head dim (exact), KeysPerTile BN.
+var wgmmaTiles = []attentionTile{
+	{Dim: 64, KeysPerTile: 128, Warps: 12},
+	{Dim: 128, KeysPerTile: 128, Warps: 12},
+	{Dim: 256, KeysPerTile: 64, Warps: 12},
+}
+
+// wgmmaTileFor is the wgmma tile of a head dim (ok false: none).
+func wgmmaTileFor(headDim int) (attentionTile, bool) {
+	for _, t := range wgmmaTiles {
+		if t.Dim == headDim {
+			return t, true
+		}
+	}
+	return attentionTile{}, false
+}
+
+// wgmmaSharedBytes: 1024 bytes of slack to round the base up to the
+// swizzle pattern's 1024 bytes, Q (128 rows), K and V of two stages
+// (KeysPerTile rows each), rows of Dim two-byte elements, and 64 bytes for
+// the mbarriers.
+func (t attentionTile) wgmmaSharedBytes() int {
+	return 1024 + (attentionWGMMARows+4*t.KeysPerTile)*t.Dim*2 + 64
+}
+
+// wgmmaBoxRows is the key rows of one TMA box: a whole key tile for
+// contiguous K/V, min(KeysPerTile, pageSize) for paged (ok false when that
+// does not divide both or is not a multiple of 8, so boxes would cross a
+// page or break the swizzle pattern).
+func (t attentionTile) wgmmaBoxRows(paged bool, pageSize int) (int, bool) {
+	if !paged {
+		return t.KeysPerTile, true
+	}
+	rows := min(t.KeysPerTile, pageSize)
+	return rows, rows%8 == 0 && t.KeysPerTile%rows == 0 && pageSize%rows == 0
+}
 
 // attentionProblem is what dispatch decides from.
 type attentionProblem struct {
@@ -156,6 +215,16 @@ type attentionProblem struct {
 	SharedLimit int
 	// SplitOK: a split workspace can be allocated.
 	SplitOK bool
+	// Hopper: the sm_90a module of FamilyAttentionWGMMA loaded and the
+	// driver can encode tensor maps (compute capability 9.0 only).
+	Hopper bool
+	// Paged, PageSize and KVRows (TotalKV, or NPages when paged) describe
+	// K/V for the TMA boxes; KVStridesOK: every K/V stride is below 2^40
+	// bytes.
+	Paged       bool
+	PageSize    int
+	KVRows      int
+	KVStridesOK bool
 }
 
 // attentionPlan is dispatch's answer.
@@ -217,12 +286,34 @@ func planAttention(q attentionProblem) attentionPlan {
 	return plan
 }
 
-// planHopperPrefill is the slot of the sm_90a prefill variants (wgmma and
-// TMA, a later step): it plans the first of attentionHopperKinds that
-// applies to q, on compute capability 9.0 only. There is none yet.
+// planHopperPrefill plans the first of attentionHopperKinds that applies to
+// q (the caller checked compute capability 9.0 and the fast-kernel
+// conditions): the wgmma prefill, under the conditions of the comment at
+// the top of this file.
 func planHopperPrefill(q attentionProblem) (attentionPlan, bool) {
-	_ = q // the variant's planner goes here, with its kernel and its row in attentionHopperKinds
-	return attentionPlan{}, false
+	if !q.Hopper || q.CC != (ComputeCapability{9, 0}) || !fastAllowed(q.Variant, FamilyAttentionWGMMA, KindWGMMA) {
+		return attentionPlan{}, false
+	}
+	tile, ok := wgmmaTileFor(q.HeadDim)
+	if !ok || q.NHeads > maxGridYZ || q.KVRows < 1 || q.KVRows >= math.MaxInt32 || !q.KVStridesOK {
+		return attentionPlan{}, false
+	}
+	if _, ok := tile.wgmmaBoxRows(q.Paged, q.PageSize); !ok {
+		return attentionPlan{}, false
+	}
+	if tile.wgmmaSharedBytes() > q.SharedLimit {
+		return attentionPlan{}, false
+	}
+	return attentionPlan{
+		Kind:        KindWGMMA,
+		Kernel:      attentionFastKernels[attentionKey{KindWGMMA, q.DType, tile.Dim}],
+		Tile:        tile,
+		Threads:     attentionWGMMAThreads,
+		SharedBytes: tile.wgmmaSharedBytes(),
+		Grid:        cuda.Dim3{X: uint32(ceilDiv(int64(q.TotalQ), attentionWGMMARows)), Y: uint32(q.NHeads), Z: 1},
+		Splits:      1,
+		RowGroups:   1,
+	}, true
 }
 
 // planDecode plans the split decode kernel with the given tile.

@@ -66,7 +66,7 @@ func gpuRun(t *testing.T, ctx *cuda.Context, st *cuda.Stream, bufs []attnBuf, ad
 
 // gpuAttnCases are the harness's cases and a few larger shapes.
 func gpuAttnCases() []attnCase {
-	cases := attnCases()
+	cases := append(attnCases(), wgmmaCases()...)
 	return append(cases,
 		attnCase{name: "large prefill bf16 d128 causal GQA 4", dt: tensor.BF16, headDim: 128, nHeads: 8, nKVHeads: 2,
 			qLens: []int{1000, 1500}, kvLens: []int{1000, 1500}, causal: true, lse: true, wantKind: KindPrefill},
@@ -98,6 +98,9 @@ func TestAttentionOnGPU(t *testing.T) {
 	}
 	defer st.Destroy()
 
+	// On Hopper (compute capability 9.0) the wgmma prefill takes the
+	// prefill cases its rules allow (wgmmaKindFor).
+	hopper := auto.ComputeCapability() == (ComputeCapability{9, 0})
 	kinds := map[Kind]int{}
 	for ci, c := range gpuAttnCases() {
 		t.Run(attnCaseName(c.name), func(t *testing.T) {
@@ -110,8 +113,13 @@ func TestAttentionOnGPU(t *testing.T) {
 			}
 			// The split count depends on the device's SM count; the kind
 			// does not.
-			if choice.Kind != c.wantKind {
-				t.Errorf("dispatch chose %+v, want kind %s", choice, c.wantKind)
+			want := c.wantKind
+			if hopper {
+				want = wgmmaKindFor(c)
+			}
+			if choice.Kind != want {
+				target, _ := auto.LoadedTarget(FamilyAttentionWGMMA)
+				t.Errorf("dispatch chose %+v, want kind %s (attention_wgmma loaded from %q)", choice, want, target)
 			}
 			kinds[choice.Kind]++
 			if choice.Splits > 1 {
@@ -134,7 +142,11 @@ func TestAttentionOnGPU(t *testing.T) {
 		})
 	}
 	t.Logf("kernels run: %v", kinds)
-	for _, k := range []Kind{KindSimple, KindPrefill, KindDecode, KindCombine} {
+	want := []Kind{KindSimple, KindPrefill, KindDecode, KindCombine}
+	if hopper {
+		want = append(want, KindWGMMA)
+	}
+	for _, k := range want {
 		if kinds[k] == 0 {
 			t.Errorf("no case ran a %s kernel", k)
 		}

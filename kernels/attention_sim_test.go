@@ -20,10 +20,12 @@ import (
 
 // This file runs the attention kernels' CUDA source on the host, without a
 // GPU: testdata/attentionsim compiles attention.cu, attention_prefill.cu,
-// attention_decode.cu and append_kv.cu with the host C++ compiler, runs
-// every CUDA thread of a block as a fiber and emulates ldmatrix, mma.sync,
-// cp.async, the shuffles and the barriers from the PTX ISA's definitions
-// (see testdata/attentionsim/sim.h). The calls are planned and packed by
+// attention_decode.cu, attention_wgmma.cu and append_kv.cu with the host
+// C++ compiler, runs every CUDA thread of a block as a fiber and emulates
+// ldmatrix, mma.sync, cp.async, the shuffles and the barriers, and for the
+// sm_90a kernel mbarriers, TMA tensor copies and wgmma, from the PTX ISA's
+// definitions (see testdata/attentionsim/sim.h and hopper.h; the wgmma
+// kernel's tests are in attention_wgmma_test.go). The calls are planned and packed by
 // this package's own launchers on the fake driver (dispatch, split count,
 // shared memory sizes, the parameter structs), and the simulator maps every
 // buffer at the address the launcher was given, so the test covers
@@ -100,9 +102,38 @@ type simMapping struct {
 // simStats are the simulator's instruction counts.
 type simStats struct {
 	mma, ldmatrixPhases, ldmatrixConflicted, cpAsync int64
+	wgmma, tma                                       int64
 }
 
-var simStatsRE = regexp.MustCompile(`^ok mma=(\d+) ldmatrix_phases=(\d+) ldmatrix_conflicted=(\d+) cp_async=(\d+)`)
+var (
+	simStatsRE       = regexp.MustCompile(`^ok mma=(\d+) ldmatrix_phases=(\d+) ldmatrix_conflicted=(\d+) cp_async=(\d+)`)
+	simHopperStatsRE = regexp.MustCompile(` wgmma=(\d+) tma=(\d+)`)
+)
+
+// tmaDriver is the attention tests' fake driver that also encodes tensor
+// maps, in the fake layout the simulator reads (cuda.FakeTensorMap), after
+// the same checks as the real binding: with it, a Set on compute
+// capability 9.0 dispatches to the sm_90a wgmma prefill.
+type tmaDriver struct {
+	*smemDriver
+	encoded int
+	specs   []cuda.TensorMapSpec // every spec encoded, in order
+	refuse  error                // when set, EncodeTensorMap fails with it
+}
+
+func (d *tmaDriver) CanEncodeTensorMaps() bool { return true }
+
+func (d *tmaDriver) EncodeTensorMap(spec *cuda.TensorMapSpec) (cuda.TensorMap, error) {
+	if d.refuse != nil {
+		return cuda.TensorMap{}, d.refuse
+	}
+	if err := spec.Validate(); err != nil {
+		return cuda.TensorMap{}, err
+	}
+	d.encoded++
+	d.specs = append(d.specs, *spec)
+	return cuda.FakeTensorMap(spec), nil
+}
 
 // run places bufs at device addresses, lets launch pack its call with a Set
 // of the given variant on the fake driver (an H100: 132 SMs, 227 KiB of
@@ -111,7 +142,22 @@ var simStatsRE = regexp.MustCompile(`^ok mma=(\d+) ldmatrix_phases=(\d+) ldmatri
 func (sim *attnSim) run(t *testing.T, bufs []attnBuf, variant Variant, seed uint64, lazy bool,
 	launch func(s *Set, addr []cuda.DevicePtr) error) ([][]byte, simStats) {
 	t.Helper()
+	return sim.runOn(t, bufs, variant, seed, lazy, false, launch)
+}
+
+// runOn is run, on a driver that encodes tensor maps when tma is set (the
+// wgmma prefill then applies).
+func (sim *attnSim) runOn(t *testing.T, bufs []attnBuf, variant Variant, seed uint64, lazy, tma bool,
+	launch func(s *Set, addr []cuda.DevicePtr) error) ([][]byte, simStats) {
+	t.Helper()
 	s, d := attentionSet(t, ComputeCapability{9, 0}, variant)
+	if tma {
+		s.Close()
+		var err error
+		if s, err = newSet(&tmaDriver{smemDriver: d}, ComputeCapability{9, 0}, Options{Variant: variant}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	defer s.Close()
 
 	const page = 4096
@@ -183,6 +229,10 @@ func (sim *attnSim) run(t *testing.T, bufs []attnBuf, variant Variant, seed uint
 	var st simStats
 	for i, p := range []*int64{&st.mma, &st.ldmatrixPhases, &st.ldmatrixConflicted, &st.cpAsync} {
 		*p, _ = strconv.ParseInt(string(m[i+1]), 10, 64)
+	}
+	if h := simHopperStatsRE.FindSubmatch(msg); h != nil {
+		st.wgmma, _ = strconv.ParseInt(string(h[1]), 10, 64)
+		st.tma, _ = strconv.ParseInt(string(h[2]), 10, 64)
 	}
 	out, err := os.ReadFile(name + ".out")
 	if err != nil {

@@ -29,6 +29,9 @@ const (
 	FamilyMatMulSIMT   Family = "matmul_simt"
 	FamilyMatMulDecode Family = "matmul_decode"
 	FamilyMatMulMMA    Family = "matmul_mma"
+	// FamilyMatMulWGMMA: the Hopper GEMM (sm_90a wgmma). Its compute_80
+	// PTX has no kernels (see sm90aOnlyFamilies).
+	FamilyMatMulWGMMA Family = "matmul_wgmma"
 	// FamilyAttention: the simple attention kernels and the merge of
 	// split-KV partial results.
 	FamilyAttention Family = "attention"
@@ -36,6 +39,9 @@ const (
 	// kernels (tensor cores), one family each.
 	FamilyAttentionPrefill Family = "attention_prefill"
 	FamilyAttentionDecode  Family = "attention_decode"
+	// FamilyAttentionWGMMA: the Hopper prefill attention (sm_90a wgmma and
+	// TMA). Its compute_80 PTX has no kernels (see sm90aOnlyFamilies).
+	FamilyAttentionWGMMA Family = "attention_wgmma"
 	// FamilyAppendKV: writing new keys and values into a paged KV cache.
 	FamilyAppendKV Family = "append_kv"
 )
@@ -44,9 +50,14 @@ const (
 func Families() []Family {
 	return []Family{FamilyCopy, FamilyBinary, FamilyUnary, FamilySoftmax, FamilyNorm,
 		FamilyRoPE, FamilyEmbedding, FamilyArgmax, FamilyProbe,
-		FamilyMatMul, FamilyMatMulSIMT, FamilyMatMulDecode, FamilyMatMulMMA,
-		FamilyAttention, FamilyAttentionPrefill, FamilyAttentionDecode, FamilyAppendKV}
+		FamilyMatMul, FamilyMatMulSIMT, FamilyMatMulDecode, FamilyMatMulMMA, FamilyMatMulWGMMA,
+		FamilyAttention, FamilyAttentionPrefill, FamilyAttentionDecode, FamilyAttentionWGMMA, FamilyAppendKV}
 }
+
+// sm90aOnlyFamilies are the families whose kernels exist only in their
+// sm_90a PTX: their compute_80 module loads but holds no kernel, so a
+// launcher may use them only when the family's sm_90a module loaded.
+var sm90aOnlyFamilies = map[Family]bool{FamilyMatMulWGMMA: true, FamilyAttentionWGMMA: true}
 
 // simpleKernelsOf maps a family of fast variants only to the family that
 // holds the same op's simple kernels.
@@ -54,9 +65,11 @@ var simpleKernelsOf = map[Family]Family{
 	FamilyMatMulSIMT:   FamilyMatMul,
 	FamilyMatMulDecode: FamilyMatMul,
 	FamilyMatMulMMA:    FamilyMatMul,
+	FamilyMatMulWGMMA:  FamilyMatMul,
 
 	FamilyAttentionPrefill: FamilyAttention,
 	FamilyAttentionDecode:  FamilyAttention,
+	FamilyAttentionWGMMA:   FamilyAttention,
 }
 
 // Kind is a kind of kernel within a family: the simple kernel every op has,
@@ -84,6 +97,10 @@ const (
 	KindDecode Kind = "decode"
 	// KindMMA: a tensor-core GEMM for many rows of X (matmul_<w>_<x>_mma).
 	KindMMA Kind = "mma"
+	// KindWGMMA: the Hopper (sm_90a) warpgroup tensor-core GEMM for many
+	// rows of X (matmul_<w>_<x>_wgmma), and the Hopper prefill attention
+	// (attention_<dt>_wgmma_d<D>).
+	KindWGMMA Kind = "wgmma"
 	// KindPrefill: attention for many queries per sequence on tensor cores
 	// (attention_<dt>_prefill_d<D>).
 	KindPrefill Kind = "prefill"
@@ -276,7 +293,7 @@ func init() {
 		}
 	}
 	// matmul_<w>_<x>, matmul_reduce_<x>, matmul_<w>_f32_simt_m<MR>,
-	// matmul_<w>_<x>_decode, matmul_<w>_<x>_mma.
+	// matmul_<w>_<x>_decode, matmul_<w>_<x>_mma, matmul_<w>_<x>_wgmma.
 	for _, w := range matmulWeightTypes {
 		for _, x := range floatTypes {
 			matmulKernels[matmulKey{KindSimple, w, x, 0}] = register(FamilyMatMul, "matmul_"+dtypeName(w)+"_"+dtypeName(x), KindSimple)
@@ -301,6 +318,11 @@ func init() {
 			matmulKernels[matmulKey{KindMMA, w, x, 0}] = register(FamilyMatMulMMA, "matmul_"+dtypeName(w)+"_"+dtypeName(x)+"_mma", KindMMA)
 		}
 	}
+	for _, w := range matmulWeightTypes {
+		for _, x := range tensorCoreTypes {
+			matmulKernels[matmulKey{KindWGMMA, w, x, 0}] = register(FamilyMatMulWGMMA, "matmul_"+dtypeName(w)+"_"+dtypeName(x)+"_wgmma", KindWGMMA)
+		}
+	}
 	// attention_<dt>, attention_<dt>_combine, attention_<dt>_prefill_d<D>,
 	// attention_<dt>_decode_d<D>, append_kv_<dt>.
 	for _, dt := range floatTypes {
@@ -317,6 +339,10 @@ func init() {
 		for _, tile := range decodeTiles {
 			attentionFastKernels[attentionKey{KindDecode, dt, tile.Dim}] = register(FamilyAttentionDecode,
 				"attention_"+dtypeName(dt)+"_decode_d"+strconv.Itoa(tile.Dim), KindDecode)
+		}
+		for _, tile := range wgmmaTiles {
+			attentionFastKernels[attentionKey{KindWGMMA, dt, tile.Dim}] = register(FamilyAttentionWGMMA,
+				"attention_"+dtypeName(dt)+"_wgmma_d"+strconv.Itoa(tile.Dim), KindWGMMA)
 		}
 	}
 	for _, dt := range floatTypes {

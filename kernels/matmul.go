@@ -67,8 +67,8 @@ type MatMulChoice struct {
 // (or zeros).
 //
 // Kernels: matmul_<w>_<x> (simple), matmul_<w>_f32_simt_m<MR>,
-// matmul_<w>_<x>_decode, matmul_<w>_<x>_mma, then matmul_reduce_<x> after a
-// split.
+// matmul_<w>_<x>_decode, matmul_<w>_<x>_mma, matmul_<w>_<x>_wgmma (compute
+// capability 9.0), then matmul_reduce_<x> after a split.
 func (s *Set) MatMul(st *cuda.Stream, a MatMulArgs) error {
 	if err := checkMatMulArgs(&a); err != nil {
 		return err
@@ -114,7 +114,7 @@ func (s *Set) PrepareMatMul(st *cuda.Stream, a MatMulArgs) error {
 		return err
 	}
 	plan := s.planMatMulLocked(&a)
-	if _, err := s.function(plan.Kernel); err != nil {
+	if err := s.prepareSharedBytes(plan.Kernel, plan.SharedBytes); err != nil {
 		return err
 	}
 	if plan.SplitK > 1 {
@@ -150,8 +150,27 @@ func (s *Set) planMatMulLocked(a *MatMulArgs) matmulPlan {
 		M: int64(a.M), N: int64(a.N), K: int64(a.K),
 		WType: a.WType, XType: a.XType, SwiGLU: a.WUp != 0,
 		CC: s.cc, SMCount: s.multiprocessorCount(), Variant: s.sel,
-		SplitOK: canAlloc,
+		SplitOK: canAlloc, HopperOK: s.matmulHopperOK(a),
 	})
+}
+
+// matmulHopperOK reports whether the Hopper GEMM can run a on this device
+// (s.mu held): only asked where dispatch would consider it (compute
+// capability 9.0, F16/BF16 activations, m > 16, fast variants allowed), it
+// loads the family's module to learn which PTX target the driver took (the
+// compute_80 fallback has no wgmma kernels) and checks that a block can get
+// the kernels' dynamic shared memory.
+func (s *Set) matmulHopperOK(a *MatMulArgs) bool {
+	if s.closed || s.cc != (ComputeCapability{9, 0}) || int64(a.M) <= decodeXRows || a.K == 0 ||
+		(a.XType != tensor.F16 && a.XType != tensor.BF16) || !fastAllowed(s.sel, FamilyMatMulWGMMA, KindWGMMA) {
+		return false
+	}
+	lf, err := s.loadFamily(FamilyMatMulWGMMA)
+	if err != nil {
+		s.log.Debug("kernels: the Hopper matmul module did not load; using the mma GEMM", "error", err)
+		return false
+	}
+	return lf.target == TargetSM90a && s.sharedLimit() >= wgmmaSharedBytes
 }
 
 // maxGridY bounds the m tiles of one launch; a larger m is split into
@@ -169,6 +188,9 @@ func (s *Set) launchMatMul(st *cuda.Stream, a *MatMulArgs, plan *matmulPlan, ws 
 		lc := launchConfig{grid: matmulSimpleGrid(p.M, p.N), block: cuda.D1(matmulSimpleThreads)}
 		return s.launch(plan.Kernel, lc, st)
 	}
+	if err := s.prepareSharedBytes(plan.Kernel, plan.SharedBytes); err != nil {
+		return err
+	}
 	// One launch per maxGridY m tiles (only an m of millions of rows needs
 	// more than one); split-k happens only with few tiles, so in one launch.
 	xBytes := int64(a.XType.BlockBytes())
@@ -180,7 +202,7 @@ func (s *Set) launchMatMul(st *cuda.Stream, a *MatMulArgs, plan *matmulPlan, ws 
 		p.Y = uint64(a.Y) + uint64(m0*int64(a.YRowStride)*xBytes)
 		s.args.Reset()
 		cuda.Struct(&s.args, p)
-		lc := launchConfig{grid: matmulFastGrid(plan, rows), block: cuda.D1(plan.Threads)}
+		lc := launchConfig{grid: matmulFastGrid(plan, rows), block: cuda.D1(plan.Threads), sharedBytes: plan.SharedBytes}
 		if err := s.launch(plan.Kernel, lc, st); err != nil {
 			return err
 		}

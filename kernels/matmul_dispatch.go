@@ -15,8 +15,10 @@ import (
 //	X F16/BF16, m ≤ 16    matmul_<w>_<x>_decode (then _mma, then simple)
 //	X F16/BF16, m > 16    matmul_<w>_<x>_mma (then _decode, then simple)
 //
-// On compute capability 9.0 a Hopper-only variant (sm_90a wgmma) would go
-// first for m > 16; matmulHopperKinds lists none yet.
+// On compute capability 9.0 the Hopper-only variants (matmulHopperKinds:
+// the sm_90a wgmma GEMM, matmul_<w>_<x>_wgmma) go first for m > 16, when
+// the family's sm_90a module loaded and a block may have their shared
+// memory (matmulProblem.HopperOK; the launcher finds that out).
 //
 // Split-k: a fast kernel whose output tiles number at most half of what
 // the GPU should run at once (want: 2 blocks per SM for the memory-bound
@@ -39,6 +41,13 @@ const (
 	mmaBM               = 128 // kMmaBM: X rows per block
 	mmaBN               = 128 // kMmaBN: virtual rows per block
 	mmaBK               = 32  // kMmaBK: the GEMM's k step
+	wgmmaThreads        = 256 // kWgThreads: two warpgroups
+	wgmmaBM             = 128 // kWgBM: X rows per block
+	wgmmaBN             = 128 // kWgBN: virtual rows per block
+	wgmmaBK             = 64  // kWgBK: the Hopper GEMM's k step
+	// wgmmaSharedBytes is the Hopper GEMM's dynamic shared memory
+	// (kWgSmemBytes): three stages of 32 KiB and 1 KiB of alignment slack.
+	wgmmaSharedBytes = 99328
 )
 
 // Split-k limits.
@@ -49,6 +58,7 @@ const (
 	// pipeline fills.
 	minStepsDecode = 2
 	minStepsMMA    = 4
+	minStepsWGMMA  = 2 // 64-element k-tiles
 	// maxWorkspaceBytes bounds the partial sums of one product.
 	maxWorkspaceBytes = 256 << 20
 )
@@ -61,8 +71,8 @@ const defaultSMCount = 108
 var simtRowsPerBlock = []int{1, 2, 4, 8}
 
 // matmulHopperKinds are the sm_90a-only matmul variants dispatch tries first
-// on compute capability 9.0 for m > 16 (a wgmma GEMM, a later step).
-var matmulHopperKinds []Kind
+// on compute capability 9.0 for m > 16.
+var matmulHopperKinds = []Kind{KindWGMMA}
 
 // matmulChunkElems is Weight<F>::kChunkElems of matmul_common.cuh: the k
 // step of the decode kernels (elements of a row staged at a time).
@@ -80,8 +90,11 @@ func matmulChunkElems(w tensor.DType) int64 {
 // whole steps, so that every slice starts on a chunk (or k-tile) boundary,
 // which the kernels' staging assumes.
 func matmulKStep(kind Kind, w tensor.DType) int64 {
-	if kind == KindMMA {
+	switch kind {
+	case KindMMA:
 		return mmaBK
+	case KindWGMMA:
+		return wgmmaBK
 	}
 	return matmulChunkElems(w)
 }
@@ -96,6 +109,10 @@ type matmulProblem struct {
 	Variant      Variant
 	// SplitOK: a split-k workspace can be allocated.
 	SplitOK bool
+	// HopperOK: the sm_90a modules of the Hopper variants' families loaded
+	// (not the compute_80 fallback, which has no such kernels) and a block
+	// can get their dynamic shared memory.
+	HopperOK bool
 }
 
 // matmulPlan is dispatch's answer: the kernel and how to launch it.
@@ -108,8 +125,10 @@ type matmulPlan struct {
 	Threads int
 	// RowsPerBlock virtual rows and MRowsPerBlock X rows per block (fast).
 	RowsPerBlock, MRowsPerBlock int64
-	NVirtual                    int64 // n, or 16·⌈n/8⌉ for SwiGLU
-	NTiles, MTiles              int64
+	// SharedBytes is the dynamic shared memory per block.
+	SharedBytes    int
+	NVirtual       int64 // n, or 16·⌈n/8⌉ for SwiGLU
+	NTiles, MTiles int64
 	// SplitK slices of KPerSplit elements; 1: no split.
 	SplitK         int
 	KPerSplit      int64
@@ -122,8 +141,8 @@ func planMatMul(q matmulProblem) matmulPlan {
 }
 
 // planMatMulKind plans q on a kernel of the given kind (the tile and
-// split-k); kind must handle q's dtypes (KindSIMT: F32 X; KindDecode and
-// KindMMA: F16 or BF16 X).
+// split-k); kind must handle q's dtypes (KindSIMT: F32 X; KindDecode,
+// KindMMA and KindWGMMA: F16 or BF16 X).
 func planMatMulKind(q matmulProblem, kind Kind) matmulPlan {
 	nv := q.N
 	if q.SwiGLU {
@@ -147,6 +166,9 @@ func planMatMulKind(q matmulProblem, kind Kind) matmulPlan {
 		plan.Threads, plan.RowsPerBlock, plan.MRowsPerBlock = decodeThreads, decodeRows, decodeXRows
 	case KindMMA:
 		plan.Threads, plan.RowsPerBlock, plan.MRowsPerBlock = mmaThreads, mmaBN, mmaBM
+	case KindWGMMA:
+		plan.Threads, plan.RowsPerBlock, plan.MRowsPerBlock = wgmmaThreads, wgmmaBN, wgmmaBM
+		plan.SharedBytes = wgmmaSharedBytes
 	}
 	plan.Kind = kind
 	plan.Kernel = matmulKernels[matmulKey{kind, q.WType, q.XType, plan.MR}]
@@ -154,8 +176,11 @@ func planMatMulKind(q matmulProblem, kind Kind) matmulPlan {
 	plan.MTiles = ceilDiv(q.M, plan.MRowsPerBlock)
 
 	step, minSteps, perSM := matmulKStep(kind, q.WType), int64(minStepsDecode), int64(2)
-	if kind == KindMMA {
+	switch kind {
+	case KindMMA:
 		minSteps, perSM = minStepsMMA, 1
+	case KindWGMMA:
+		minSteps, perSM = minStepsWGMMA, 1
 	}
 	sms := int64(q.SMCount)
 	if sms <= 0 {
@@ -192,7 +217,7 @@ func chooseMatMulKind(q matmulProblem) Kind {
 	case q.M <= decodeXRows:
 		prefs[0], prefs[1], n = KindDecode, KindMMA, 2
 	default:
-		if q.CC.Major == 9 && q.CC.Minor == 0 {
+		if q.CC.Major == 9 && q.CC.Minor == 0 && q.HopperOK {
 			n = copy(prefs[:len(prefs)-2], matmulHopperKinds)
 		}
 		prefs[n], prefs[n+1] = KindMMA, KindDecode
@@ -215,6 +240,8 @@ func matmulFamilyOf(k Kind) Family {
 		return FamilyMatMulDecode
 	case KindMMA:
 		return FamilyMatMulMMA
+	case KindWGMMA:
+		return FamilyMatMulWGMMA
 	}
 	return FamilyMatMul
 }

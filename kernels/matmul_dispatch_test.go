@@ -5,7 +5,9 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+	"testing/fstest"
 
+	"github.com/kiln-gpu/kiln/cuda"
 	"github.com/kiln-gpu/kiln/runtime/tensor"
 )
 
@@ -248,6 +250,7 @@ func TestMatMulConstantsMatchSources(t *testing.T) {
 		return v
 	}
 	simt, decode, mma, common := read("matmul_simt.cu"), read("matmul_decode.cu"), read("matmul_mma.cu"), read("matmul_common.cuh")
+	wg := read("matmul_wgmma.cu")
 	for _, c := range []struct {
 		text, file, name string
 		goValue          int
@@ -260,6 +263,11 @@ func TestMatMulConstantsMatchSources(t *testing.T) {
 		{mma, "matmul_mma.cu", "kMmaBM", mmaBM},
 		{mma, "matmul_mma.cu", "kMmaBN", mmaBN},
 		{mma, "matmul_mma.cu", "kMmaBK", mmaBK},
+		{wg, "matmul_wgmma.cu", "kWgThreads", wgmmaThreads},
+		{wg, "matmul_wgmma.cu", "kWgBM", wgmmaBM},
+		{wg, "matmul_wgmma.cu", "kWgBN", wgmmaBN},
+		{wg, "matmul_wgmma.cu", "kWgBK", wgmmaBK},
+		{wg, "matmul_wgmma.cu", "kWgSmemBytes", wgmmaSharedBytes},
 	} {
 		if got := constant(c.text, c.file, c.name); got != c.goValue {
 			t.Errorf("%s: %s = %d, Go has %d", c.file, c.name, got, c.goValue)
@@ -307,7 +315,7 @@ func TestPlanMatMulHopperHook(t *testing.T) {
 	saved := matmulHopperKinds
 	matmulHopperKinds = []Kind{KindDecode}
 	defer func() { matmulHopperKinds = saved }()
-	q := matmulProblem{M: 512, N: 4096, K: 4096, WType: tensor.Q4_K, XType: tensor.F16, SMCount: 132, SplitOK: true}
+	q := matmulProblem{M: 512, N: 4096, K: 4096, WType: tensor.Q4_K, XType: tensor.F16, SMCount: 132, SplitOK: true, HopperOK: true}
 	for _, tc := range []struct {
 		cc   ComputeCapability
 		want Kind
@@ -317,7 +325,12 @@ func TestPlanMatMulHopperHook(t *testing.T) {
 			t.Errorf("compute capability %s: %s, want %s", tc.cc, got, tc.want)
 		}
 	}
-	q.CC, q.M = ComputeCapability{9, 0}, 8
+	q.CC, q.HopperOK = ComputeCapability{9, 0}, false
+	if got := planMatMul(q).Kind; got != KindMMA {
+		t.Errorf("compute capability 9.0 without the Hopper module: %s, want mma", got)
+	}
+	q.HopperOK = true
+	q.M = 8
 	if got := planMatMul(q).Kind; got != KindDecode {
 		t.Errorf("m = 8 on 9.0: %s", got)
 	}
@@ -325,4 +338,206 @@ func TestPlanMatMulHopperHook(t *testing.T) {
 	if got := planMatMul(q).Kind; got != KindSIMT {
 		t.Errorf("F32 activations on 9.0: %s, want simt (tensor cores never take F32)", got)
 	}
+}
+
+// TestPlanMatMulWGMMA: the Hopper GEMM's plans, worked out by hand from the
+// rules in matmul_dispatch.go: 128×128 tiles, one block per SM wanted,
+// 64-element k steps, at least 2 per slice.
+func TestPlanMatMulWGMMA(t *testing.T) {
+	h100 := ComputeCapability{9, 0}
+	type want struct {
+		kernel         string
+		threads        int
+		sharedBytes    int
+		splitK         int
+		kPerSplit      int64
+		nTiles, mTiles int64
+		wsBytes        int64
+	}
+	tests := []struct {
+		name   string
+		m, n   int64
+		k      int64
+		w, x   tensor.DType
+		swiglu bool
+		want   want
+	}{
+		{"m512 4096x4096 q4_k: 128 tiles, no split", 512, 4096, 4096, tensor.Q4_K, tensor.F16, false,
+			want{"matmul_q4_k_f16_wgmma", 256, 99328, 1, 4096, 32, 4, 0}},
+		{"m17 4096x4096 q4_0: 32 tiles, 4 slices of 16 k-tiles", 17, 4096, 4096, tensor.Q4_0, tensor.BF16, false,
+			want{"matmul_q4_0_bf16_wgmma", 256, 99328, 4, 1024, 32, 1, 4 * 17 * 4096 * 4}},
+		{"m33 swiglu 14336x4096 q6_k: 28672 virtual rows, 224 tiles", 33, 14336, 4096, tensor.Q6_K, tensor.BF16, true,
+			want{"matmul_q6_k_bf16_wgmma", 256, 99328, 1, 4096, 224, 1, 0}},
+		{"m40 f16 64x100: 2 k-tiles, too few to split", 40, 64, 100, tensor.F16, tensor.F16, false,
+			want{"matmul_f16_f16_wgmma", 256, 99328, 1, 100, 1, 1, 0}},
+		{"m64 q8_0 1024x640: 8 tiles, 10 k-tiles: 5 slices of 2", 64, 1024, 640, tensor.Q8_0, tensor.F16, false,
+			want{"matmul_q8_0_f16_wgmma", 256, 99328, 5, 128, 8, 1, 5 * 64 * 1024 * 4}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := planMatMul(matmulProblem{M: tc.m, N: tc.n, K: tc.k, WType: tc.w, XType: tc.x, SwiGLU: tc.swiglu,
+				CC: h100, SMCount: 132, SplitOK: true, HopperOK: true})
+			got := want{kernelTable[p.Kernel].name, p.Threads, p.SharedBytes, p.SplitK, p.KPerSplit, p.NTiles, p.MTiles, p.WorkspaceBytes}
+			if got != tc.want {
+				t.Errorf("got  %+v\nwant %+v", got, tc.want)
+			}
+			if p.Kind != KindWGMMA || kernelTable[p.Kernel].family != FamilyMatMulWGMMA {
+				t.Errorf("kind %s, family %s", p.Kind, kernelTable[p.Kernel].family)
+			}
+		})
+	}
+	// Every weight type with both activation types gets its own kernel.
+	for _, w := range matmulWeightTypes {
+		for _, x := range tensorCoreTypes {
+			p := planMatMul(matmulProblem{M: 100, N: 4096, K: 4096, WType: w, XType: x, CC: h100, SMCount: 132, SplitOK: true, HopperOK: true})
+			if want := "matmul_" + dtypeName(w) + "_" + dtypeName(x) + "_wgmma"; kernelTable[p.Kernel].name != want {
+				t.Errorf("%v × %v: %s, want %s", w, x, kernelTable[p.Kernel].name, want)
+			}
+		}
+	}
+	// Where it does not apply, the existing order.
+	base := matmulProblem{M: 512, N: 4096, K: 4096, WType: tensor.Q4_K, XType: tensor.F16, CC: h100, SMCount: 132, SplitOK: true, HopperOK: true}
+	for _, tc := range []struct {
+		name   string
+		change func(q *matmulProblem)
+		want   string
+	}{
+		{"sm_90a module not loaded", func(q *matmulProblem) { q.HopperOK = false }, "matmul_q4_k_f16_mma"},
+		{"compute capability 8.0", func(q *matmulProblem) { q.CC = ComputeCapability{8, 0} }, "matmul_q4_k_f16_mma"},
+		{"compute capability 10.0", func(q *matmulProblem) { q.CC = ComputeCapability{10, 0} }, "matmul_q4_k_f16_mma"},
+		{"m = 16", func(q *matmulProblem) { q.M = 16 }, "matmul_q4_k_f16_decode"},
+		{"F32 activations", func(q *matmulProblem) { q.XType = tensor.F32 }, "matmul_q4_k_f32_simt_m8"},
+		{"KILN_KERNELS=simple", func(q *matmulProblem) { q.Variant = VariantSimple }, "matmul_q4_k_f16"},
+		{"k = 0", func(q *matmulProblem) { q.K = 0 }, "matmul_q4_k_f16"},
+	} {
+		q := base
+		tc.change(&q)
+		if got := kernelTable[planMatMul(q).Kernel].name; got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	key := familyVariant{FamilyMatMulWGMMA, KindWGMMA}
+	disabledVariants[key] = true
+	got := kernelTable[planMatMul(base).Kernel].name
+	delete(disabledVariants, key)
+	if got != "matmul_q4_k_f16_mma" {
+		t.Errorf("wgmma disabled: %s, want the mma GEMM", got)
+	}
+}
+
+// hopperMatMulFS is PTX for the matmul families with the Hopper GEMM's
+// sm_90a module (a few of its kernels) and its empty compute_80 module.
+func hopperMatMulFS() fstest.MapFS {
+	return fstest.MapFS{
+		"compute_80/matmul.ptx":       testPTX("sm_80", "matmul_q4_k_f16", "matmul_reduce_f16"),
+		"compute_80/matmul_mma.ptx":   testPTX("sm_80", "matmul_q4_k_f16_mma"),
+		"compute_80/matmul_wgmma.ptx": testPTX("sm_80"),
+		"sm_90a/matmul_wgmma.ptx":     testPTX("sm_90a", "matmul_q4_k_f16_wgmma"),
+	}
+}
+
+// prefillArgs is a prefill-sized product: 512 F16 rows against a
+// 4096×4096 Q4_K weight.
+func prefillArgs() MatMulArgs {
+	return MatMulArgs{M: 512, N: 4096, K: 4096,
+		X: 0x1000_0000, XRowStride: 4096, XType: tensor.F16,
+		W: 0x2000_0000, WRowStride: 4096, WType: tensor.Q4_K,
+		Y: 0x3000_0000, YRowStride: 4096}
+}
+
+// TestMatMulWGMMALaunch: on compute capability 9.0 with the sm_90a module
+// loaded, MatMul launches the Hopper GEMM with its dynamic shared memory
+// (raised once); when the driver refuses the sm_90a module, the compute_80
+// one loads (without wgmma kernels) and the mma GEMM runs instead; without
+// a way to raise the shared memory limit, the mma GEMM too.
+func TestMatMulWGMMALaunch(t *testing.T) {
+	newDriver := func() *smemDriver {
+		d := &smemDriver{fakeDriver: newFakeDriver(), optin: 227 << 10, set: map[string]int{}}
+		d.smCount = 132
+		return d
+	}
+	t.Run("sm_90a loaded", func(t *testing.T) {
+		d := newDriver()
+		s, err := newSet(d, ComputeCapability{9, 0}, Options{FS: hopperMatMulFS()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := s.MatMul(nil, prefillArgs()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := d.lastLaunch(t)
+		if got.kernel != "matmul_q4_k_f16_wgmma" || got.grid != (cuda.Dim3{X: 32, Y: 4, Z: 1}) || got.block != cuda.D1(256) || got.sharedBytes != 99328 {
+			t.Errorf("launch %s grid %v block %v shared %d", got.kernel, got.grid, got.block, got.sharedBytes)
+		}
+		if d.set["matmul_q4_k_f16_wgmma"] != 99328 || d.setCalls != 1 {
+			t.Errorf("shared memory limits set %v in %d calls, want 99328 once", d.set, d.setCalls)
+		}
+		if tg, ok := s.LoadedTarget(FamilyMatMulWGMMA); !ok || tg != TargetSM90a {
+			t.Errorf("matmul_wgmma loaded from %q (%v)", tg, ok)
+		}
+		c, err := s.MatMulChoice(prefillArgs())
+		if err != nil || c.Kernel != "matmul_q4_k_f16_wgmma" || c.Kind != KindWGMMA {
+			t.Errorf("MatMulChoice = %+v, %v", c, err)
+		}
+		// On 8.9 the same Set contents give the mma GEMM.
+		d2 := newDriver()
+		s2, err := newSet(d2, ComputeCapability{8, 9}, Options{FS: hopperMatMulFS()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s2.MatMul(nil, prefillArgs()); err != nil {
+			t.Fatal(err)
+		}
+		if got := d2.lastLaunch(t); got.kernel != "matmul_q4_k_f16_mma" || got.sharedBytes != 0 {
+			t.Errorf("compute capability 8.9: launched %s with %d shared bytes", got.kernel, got.sharedBytes)
+		}
+		if _, ok := s2.LoadedTarget(FamilyMatMulWGMMA); ok {
+			t.Error("compute capability 8.9 loaded the Hopper matmul family")
+		}
+	})
+	t.Run("sm_90a refused", func(t *testing.T) {
+		d := newDriver()
+		d.refuse["sm_90a"] = true
+		s, err := newSet(d, ComputeCapability{9, 0}, Options{FS: hopperMatMulFS()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MatMul(nil, prefillArgs()); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.lastLaunch(t); got.kernel != "matmul_q4_k_f16_mma" || got.sharedBytes != 0 {
+			t.Errorf("launched %s with %d shared bytes, want the mma GEMM", got.kernel, got.sharedBytes)
+		}
+		if tg, ok := s.LoadedTarget(FamilyMatMulWGMMA); !ok || tg != TargetCompute80 {
+			t.Errorf("matmul_wgmma loaded from %q (%v), want the compute_80 fallback", tg, ok)
+		}
+	})
+	t.Run("no shared memory opt-in", func(t *testing.T) {
+		s, d := newTestSetFS(t, ComputeCapability{9, 0}, hopperMatMulFS(), nil)
+		d.smCount = 132
+		if err := s.MatMul(nil, prefillArgs()); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.lastLaunch(t); got.kernel != "matmul_q4_k_f16_mma" {
+			t.Errorf("launched %s, want the mma GEMM (no way to raise the 48 KiB limit)", got.kernel)
+		}
+	})
+	t.Run("KILN_KERNELS=simple", func(t *testing.T) {
+		d := newDriver()
+		s, err := newSet(d, ComputeCapability{9, 0}, Options{FS: hopperMatMulFS(), Variant: VariantSimple})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.MatMul(nil, prefillArgs()); err != nil {
+			t.Fatal(err)
+		}
+		if got := d.lastLaunch(t); got.kernel != "matmul_q4_k_f16" {
+			t.Errorf("launched %s, want the simple kernel", got.kernel)
+		}
+		if _, ok := s.LoadedTarget(FamilyMatMulWGMMA); ok {
+			t.Error("VariantSimple loaded the Hopper matmul family")
+		}
+	})
 }

@@ -16,7 +16,8 @@ import (
 // outputs, padded and misaligned operands, SwiGLU, bias, split-k, and the
 // determinism of the fast kernels. It is the first thing to run on a GPU
 // after a change to the matmul kernels (the GPU suite runs it with every
-// test of this package).
+// test of this package). On compute capability 9.0 the m > 16 cases run
+// on the wgmma GEMM (sm_90a) and again on the mma GEMM.
 
 // gpuContext returns the primary context of device 0, or skips the test.
 func gpuContext(t *testing.T) *cuda.Context {
@@ -80,6 +81,7 @@ func gpuMatMulCases() []gpuMatMulCase {
 	var cases []gpuMatMulCase
 	shapes := []struct{ m, n, k int }{
 		{1, 64, 256}, {2, 100, 512}, {7, 130, 768}, {16, 64, 2048}, {17, 72, 512}, {33, 200, 256}, {130, 96, 1024},
+		{512, 136, 256},
 	}
 	for _, w := range matmulWeightTypes {
 		for _, x := range floatTypes {
@@ -147,8 +149,24 @@ func TestMatMulOnGPU(t *testing.T) {
 			kinds[KindSplitK]++
 		}
 	}
+	want := []Kind{KindSIMT, KindDecode, KindMMA, KindSplitK}
+	if tg, ok := auto.LoadedTarget(FamilyMatMulWGMMA); ok && tg == TargetSM90a {
+		// A Hopper: the wgmma GEMM took the m > 16 cases; run them again
+		// with it switched off, so that the mma GEMM is checked too.
+		want = append(want, KindWGMMA)
+		key := familyVariant{FamilyMatMulWGMMA, KindWGMMA}
+		disabledVariants[key] = true
+		for _, c := range gpuMatMulCases() {
+			if c.m > decodeXRows && c.x != tensor.F32 {
+				kinds[runGPUMatMulCase(t, ctx, st, auto, simple, c, rng).Kind]++
+			}
+		}
+		delete(disabledVariants, key)
+	} else if auto.ComputeCapability() == (ComputeCapability{9, 0}) {
+		t.Errorf("compute capability 9.0, but the matmul_wgmma family did not load from sm_90a PTX (target %q, loaded %v)", tg, ok)
+	}
 	t.Logf("fast kernels run: %v", kinds)
-	for _, k := range []Kind{KindSIMT, KindDecode, KindMMA, KindSplitK} {
+	for _, k := range want {
 		if kinds[k] == 0 {
 			t.Errorf("no case ran a %s kernel", k)
 		}
@@ -277,7 +295,7 @@ func runGPUMatMulCase(t *testing.T, ctx *cuda.Context, st *cuda.Stream, auto, si
 
 	// Reference sums in float64: with W exact (the simple kernel and F32
 	// activations) and with W rounded to X's dtype (the tensor-core kernels).
-	tensorCores := choice.Kind == KindDecode || choice.Kind == KindMMA
+	tensorCores := choice.Kind == KindDecode || choice.Kind == KindMMA || choice.Kind == KindWGMMA
 	sum := func(wi, m, n int, roundW bool) (s, abs float64) {
 		for j := 0; j < c.k; j++ {
 			w := wExact[wi][n*c.k+j]

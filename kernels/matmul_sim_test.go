@@ -17,9 +17,11 @@ import (
 
 // This file runs the matmul kernels' CUDA source on the host, without a
 // GPU: testdata/matmulsim compiles matmul.cu, matmul_simt.cu,
-// matmul_decode.cu and matmul_mma.cu with the host C++ compiler, runs every
-// CUDA thread of a block as a fiber and emulates ldmatrix, mma.sync and
-// cp.async from the PTX ISA's definitions (see testdata/matmulsim/sim.h).
+// matmul_decode.cu, matmul_mma.cu and matmul_wgmma.cu with the host C++
+// compiler, runs every CUDA thread of a block as a fiber and emulates
+// ldmatrix, mma.sync, cp.async, wgmma (matrix descriptors, the 128-byte
+// swizzle, fence/commit/wait) and fence.proxy.async from the PTX ISA's
+// definitions (see testdata/matmulsim/sim.h).
 // The products are planned and packed by this package's own Go code
 // (planMatMulKind, fillMatMulParams, the grids), so the test covers
 // dispatch, argument packing and kernel index arithmetic together; the
@@ -112,10 +114,24 @@ func simCases() []simCase {
 					simCase{kind: KindMMA, w: w, x: x, m: 40, n: 21, k: kLong, bias: true, split: 2, padX: 8, padY: 2},
 				)
 			}
+			// The Hopper GEMM: m 33 and 512, n and k not multiples of its
+			// 128×128×64 tile, split-k, unaligned operands.
+			if x == tensor.F16 {
+				cases = append(cases,
+					simCase{kind: KindWGMMA, w: w, x: x, m: 33, n: 130, k: kTail, bias: true, padY: 1},
+					simCase{kind: KindWGMMA, w: w, x: x, m: 512, n: 70, k: kTail, swiglu: true, wOff: wOff, xOff: 2, padX: 3, padWBlocks: 1},
+				)
+			} else {
+				cases = append(cases,
+					simCase{kind: KindWGMMA, w: w, x: x, m: 40, n: 21, k: kLong, bias: true, split: 2, padX: 8, padY: 2},
+					simCase{kind: KindWGMMA, w: w, x: x, m: 130, n: 24, k: kLong, swiglu: true, split: 3, wOff: wOff},
+				)
+			}
 			if be == 1 {
 				cases = append(cases,
 					simCase{kind: KindDecode, w: w, x: x, m: 2, n: 9, k: 37, bias: true, padX: 8},
 					simCase{kind: KindMMA, w: w, x: x, m: 40, n: 70, k: 37, swiglu: true, padX: 1},
+					simCase{kind: KindWGMMA, w: w, x: x, m: 40, n: 70, k: 37, swiglu: true, padX: 1},
 				)
 			}
 			cases = append(cases, simCase{kind: KindSimple, w: w, x: x, m: 3, n: 11, k: kTail, swiglu: true, padX: 2})
@@ -132,6 +148,8 @@ func simCases() []simCase {
 			simCase{kind: KindDecode, w: w, x: tensor.BF16, m: 5, n: 64, k: kLong, padWBlocks: padAligned, split: 3, wantWVec16: true},
 			simCase{kind: KindSIMT, w: w, x: tensor.F32, m: 4, n: 65, k: kLong, padWBlocks: padAligned, swiglu: true, wantWVec16: true},
 			simCase{kind: KindSIMT, w: w, x: tensor.F32, m: 1, n: 64, k: kLong, padWBlocks: padAligned, split: 3, wantWVec16: true},
+			simCase{kind: KindWGMMA, w: w, x: tensor.F16, m: 200, n: 67, k: kLong, padWBlocks: padAligned, wantWVec16: true},
+			simCase{kind: KindWGMMA, w: w, x: tensor.BF16, m: 64, n: 129, k: kLong, padWBlocks: padAligned, bias: true, wantWVec16: true},
 		)
 		for _, m := range []int{1, 2, 3, 8, 19} {
 			c := simCase{kind: KindSIMT, w: w, x: tensor.F32, m: m, n: 70, k: kTail, wantKernelSub: "simt_m"}
@@ -208,7 +226,7 @@ func simArgs(t *testing.T, c simCase) []string {
 		grid = matmulFastGrid(&plan, p.M)
 	}
 	rounded := 0
-	if c.kind == KindDecode || c.kind == KindMMA {
+	if c.kind == KindDecode || c.kind == KindMMA || c.kind == KindWGMMA {
 		rounded = 1
 	}
 	args := []string{
@@ -225,6 +243,7 @@ func simArgs(t *testing.T, c simCase) []string {
 		fmt.Sprintf("swiglu=%d", p.SwiGLU), fmt.Sprintf("bias=%d", min(p.Bias, 1)),
 		fmt.Sprintf("w_vec16=%d", p.WVec16), fmt.Sprintf("x_vec16=%d", p.XVec16),
 		fmt.Sprintf("xoff=%d", c.xOff), fmt.Sprintf("woff=%d", c.wOff), fmt.Sprintf("yoff=%d", c.yOff),
+		fmt.Sprintf("smem=%d", plan.SharedBytes),
 	}
 	if plan.SplitK > 1 {
 		rgrid := matmulSimpleGrid(p.M, p.N)
@@ -278,7 +297,7 @@ func TestMatMulKernelsOnHostSimulator(t *testing.T) {
 		t.Skip("skipping under -race: the matmul simulator is a separate C++ process; the non-race test pass runs it")
 	}
 	if testing.Short() {
-		t.Skip("skipping in -short mode: compiling and running the simulator takes about a minute")
+		t.Skip("skipping in -short mode: compiling and running the simulator takes about two minutes")
 	}
 	if runtime.GOOS != "linux" || (runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64") {
 		t.Skipf("skipping: the simulator needs linux (ucontext, /proc/self/exe) on amd64 or arm64 (_Float16), not %s/%s",
@@ -334,7 +353,7 @@ func TestMatMulKernelsOnHostSimulator(t *testing.T) {
 			t.Logf("%v: %s", r.c, r.out)
 		}
 	}
-	for _, k := range []Kind{KindSimple, KindSIMT, KindDecode, KindMMA} {
+	for _, k := range []Kind{KindSimple, KindSIMT, KindDecode, KindMMA, KindWGMMA} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s case passed", k)
 		}

@@ -101,6 +101,13 @@ func TestKernelsExistInPTX(t *testing.T) {
 				}
 				continue
 			}
+			if tg == TargetCompute80 && sm90aOnlyFamilies[f] {
+				// Hopper-only kernels: the baseline module must hold none.
+				for name := range entries {
+					t.Errorf("%s has .entry %s, but family %q is sm_90a-only", ptxPath(tg, f), name, f)
+				}
+				continue
+			}
 			for _, name := range byFamily[f] {
 				if _, ok := entries[name]; !ok {
 					t.Errorf("kernel %s is not an .entry of %s", name, ptxPath(tg, f))
@@ -207,9 +214,11 @@ func TestBlockSizesWithinLaunchBounds(t *testing.T) {
 		FamilyMatMulSIMT:       {KindSIMT: simtThreads},
 		FamilyMatMulDecode:     {KindDecode: decodeThreads},
 		FamilyMatMulMMA:        {KindMMA: mmaThreads},
+		FamilyMatMulWGMMA:      {KindWGMMA: wgmmaThreads},
 		FamilyAttention:        {KindSimple: attentionSimpleThreads, KindCombine: attentionCombineThreads},
 		FamilyAttentionPrefill: {KindPrefill: attentionPrefillThreads},
 		FamilyAttentionDecode:  {KindDecode: 0}, // per tile, below
+		FamilyAttentionWGMMA:   {KindWGMMA: attentionWGMMAThreads},
 		FamilyAppendKV:         {KindSimple: appendKVThreads},
 	}
 	// The decode kernels' blocks are 32·Warps threads, per tile.
@@ -235,7 +244,7 @@ func TestBlockSizesWithinLaunchBounds(t *testing.T) {
 	for _, tg := range []Target{TargetCompute80, TargetSM90a} {
 		for _, f := range Families() {
 			entries, ok := embeddedEntries(t, tg, f)
-			if !ok {
+			if !ok || (tg == TargetCompute80 && sm90aOnlyFamilies[f]) {
 				continue
 			}
 			for _, k := range kernelTable {

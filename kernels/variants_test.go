@@ -87,16 +87,17 @@ func TestKernelsList(t *testing.T) {
 	}
 	for _, name := range []string{"copy_bf16_to_f16", "copy_i32_to_i32_vec", "add_bf16_vec", "gelu_tanh_f32", "softmax_f16_warp",
 		"layernorm_bf16", "rope_f32", "embedding_q6_k_to_bf16", "embedding_q4_0_to_f32", "argmax_f16", "read_probe_b128",
-		"matmul_q4_k_f16", "matmul_reduce_bf16", "matmul_q6_k_f32_simt_m8", "matmul_q8_0_bf16_decode", "matmul_f16_f16_mma"} {
+		"matmul_q4_k_f16", "matmul_reduce_bf16", "matmul_q6_k_f32_simt_m8", "matmul_q8_0_bf16_decode", "matmul_f16_f16_mma", "matmul_q4_k_bf16_wgmma",
+		"attention_bf16_wgmma_d128"} {
 		if !seen[name] {
 			t.Errorf("kernel %s is missing", name)
 		}
 	}
 	// 10 copy pairs × 2, 2 ops × 3 × 2, 3 ops × 3 × 2, softmax 3 × 2, norms 2 × 3 × 2, rope 3,
 	// embedding 7 × 3, argmax 3, probes 2; matmul: simple 7 × 3, reduce 3,
-	// simt 7 × 4, decode 7 × 2, mma 7 × 2; attention: simple 3, combine 2,
-	// prefill 7 × 2, decode 7 × 2; append_kv 3.
-	if want := 20 + 12 + 18 + 6 + 12 + 3 + 21 + 3 + 2 + 21 + 3 + 28 + 14 + 14 + 3 + 2 + 14 + 14 + 3; len(ks) != want {
+	// simt 7 × 4, decode 7 × 2, mma 7 × 2, wgmma 7 × 2; attention: simple 3, combine 2,
+	// prefill 7 × 2, decode 7 × 2, wgmma 3 × 2; append_kv 3.
+	if want := 20 + 12 + 18 + 6 + 12 + 3 + 21 + 3 + 2 + 21 + 3 + 28 + 14 + 14 + 14 + 3 + 2 + 14 + 14 + 6 + 3; len(ks) != want {
 		t.Errorf("%d kernels, want %d", len(ks), want)
 	}
 }

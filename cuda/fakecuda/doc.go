@@ -55,6 +55,12 @@
 //     that began it (CUDA_ERROR_STREAM_CAPTURE_WRONG_THREAD otherwise, and the
 //     capture goes on), as in the driver; a relaxed one may end anywhere.
 //     Launching an instantiated graph adds its launch nodes to the launch count.
+//   - Tensor maps: cuTensorMapEncodeTiled checks its arguments as the
+//     driver does (64-byte aligned map, rank 1..5, 16-byte aligned address,
+//     strides multiples of 16 below 2^40, box 1..256 with an inner extent of
+//     a multiple of 16 bytes within the swizzle span, element strides 1..8)
+//     and writes the stand-in layout cuda.FakeTensorMap documents ("KTMP"
+//     and the fields) instead of the opaque encoding.
 //   - Modules: cuModuleLoadDataEx needs PTX text with a ".version X.Y"
 //     directive (else CUDA_ERROR_INVALID_IMAGE), finds kernels by their
 //     ".entry NAME" directives, writes a line into the JIT info log, and

@@ -1812,3 +1812,71 @@ long long fakecuda_allocations(int kind) {
 	pthread_mutex_unlock(&mu);
 	return n;
 }
+
+// ---------------------------------------------------------------------------
+// Tensor maps. cuTensorMapEncodeTiled checks what the driver checks (map
+// 64-byte aligned, rank 1..5, global address 16-byte aligned, strides
+// multiples of 16, box 1..256 with an inner extent of a multiple of 16 bytes
+// and at most the swizzle span, element strides 1..8) and writes the
+// stand-in layout package cuda documents at FakeTensorMap ("KTMP", the
+// fields), which the host simulators read.
+
+static void put_u32(unsigned char *p, unsigned v) {
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
+
+ENTRY(cuTensorMapEncodeTiled,
+      (void *map, int data_type, unsigned rank, void *global, const unsigned long long *dims,
+       const unsigned long long *strides, const unsigned *box, const unsigned *element_strides, int interleave,
+       int swizzle, int l2_promotion, int oob_fill),
+      (map, data_type, rank, global, dims, strides, box, element_strides, interleave, swizzle, l2_promotion,
+       oob_fill)) {
+	unsigned elem;
+	switch (data_type) {
+	case 0: elem = 1; break;
+	case 1: case 6: case 9: elem = 2; break;
+	case 2: case 3: case 7: elem = 4; break;
+	default: return E_INVALID_VALUE;
+	}
+	if (map == NULL || (uintptr_t)map % 64 != 0 || rank < 1 || rank > 5 || global == NULL ||
+	    (uintptr_t)global % 16 != 0 || dims == NULL || box == NULL || element_strides == NULL ||
+	    (rank > 1 && strides == NULL) || interleave != 0 || swizzle < 0 || swizzle > 3 || l2_promotion < 0 ||
+	    l2_promotion > 3 || oob_fill < 0 || oob_fill > 1) {
+		return E_INVALID_VALUE;
+	}
+	for (unsigned i = 0; i < rank; i++) {
+		if (dims[i] < 1 || dims[i] > (1ull << 32) || box[i] < 1 || box[i] > 256 || element_strides[i] < 1 ||
+		    element_strides[i] > 8) {
+			return E_INVALID_VALUE;
+		}
+		if (i + 1 < rank && (strides[i] % 16 != 0 || strides[i] >= (1ull << 40))) {
+			return E_INVALID_VALUE;
+		}
+	}
+	const unsigned inner = box[0] * elem, span = swizzle == 0 ? 0 : 16u << swizzle;
+	if (inner % 16 != 0 || (span != 0 && inner > span)) {
+		return E_INVALID_VALUE;
+	}
+	unsigned char *m = map;
+	memset(m, 0, 128);
+	memcpy(m, "KTMP", 4);
+	m[4] = (unsigned char)data_type;
+	m[5] = (unsigned char)rank;
+	m[6] = (unsigned char)swizzle;
+	m[7] = (unsigned char)l2_promotion;
+	put_u32(m + 8, (unsigned)(uintptr_t)global);
+	put_u32(m + 12, (unsigned)((uintptr_t)global >> 32));
+	for (unsigned i = 0; i < 5; i++) {
+		put_u32(m + 16 + 4 * i, i < rank ? (unsigned)dims[i] : 0);
+		put_u32(m + 36 + 4 * i, i < rank ? box[i] : 0);
+		put_u32(m + 88 + 4 * i, i < rank ? element_strides[i] : 1);
+	}
+	for (unsigned i = 0; i + 1 < rank; i++) {
+		put_u32(m + 56 + 8 * i, (unsigned)strides[i]);
+		put_u32(m + 60 + 8 * i, (unsigned)(strides[i] >> 32));
+	}
+	return OK;
+}

@@ -24,11 +24,14 @@
 #include "../../attention.cu"
 #include "../../attention_decode.cu"
 #include "../../attention_prefill.cu"
+#include "../../attention_wgmma.cu"
 
 // The dynamic shared memory (extern __shared__ smem[] of the kernels).
 namespace kiln {
 namespace attn {
-alignas(128) unsigned char smem[sim::kSharedMax];
+// 256 KiB-aligned: a wgmma descriptor's 18-bit start address is then the
+// offset in it (hopper.h), as on the GPU, where shared addresses are small.
+alignas(1 << 18) unsigned char smem[sim::kSharedMax];
 }  // namespace attn
 }  // namespace kiln
 
@@ -41,6 +44,25 @@ template <typename P, void (*K)(P)> std::function<void()> bind(const std::vector
 	return [p] { K(p); };
 }
 
+// The wgmma kernels take the parameter struct, then two tensor maps, each
+// at the next multiple of 64 bytes (as cuda.Args.TensorMap packs them).
+template <void (*K)(KilnAttentionParams, KilnTensorMap, KilnTensorMap)>
+std::function<void()> bind_tma(const std::vector<uint8_t>& args) {
+	const size_t off = (sizeof(KilnAttentionParams) + 63) / 64 * 64;
+	if (args.size() != off + 2 * sizeof(KilnTensorMap))
+		sim::fail("%zu argument bytes, the kernel takes %zu", args.size(), off + 2 * sizeof(KilnTensorMap));
+	KilnAttentionParams p;
+	KilnTensorMap mk, mv;
+	memcpy(&p, args.data(), sizeof p);
+	memcpy(&mk, args.data() + off, sizeof mk);
+	memcpy(&mv, args.data() + off + sizeof mk, sizeof mv);
+	return [p, mk, mv] { K(p, mk, mv); };
+}
+
+#define SIM_WGMMA(DT) \
+	{"attention_" #DT "_wgmma_d64", bind_tma<attention_##DT##_wgmma_d64>}, {"attention_" #DT "_wgmma_d128", bind_tma<attention_##DT##_wgmma_d128>}, \
+	    {"attention_" #DT "_wgmma_d256", bind_tma<attention_##DT##_wgmma_d256>}
+
 #define SIM_ATTN(NAME) {#NAME, bind<KilnAttentionParams, NAME>}
 #define SIM_APPEND(NAME) {#NAME, bind<KilnAppendKVParams, NAME>}
 #define SIM_TILES(KIND, DT) \
@@ -52,6 +74,7 @@ static const std::map<std::string, Binder> kKernels = {
     SIM_ATTN(attention_f32),          SIM_ATTN(attention_f16),         SIM_ATTN(attention_bf16),
     SIM_ATTN(attention_f16_combine),  SIM_ATTN(attention_bf16_combine), SIM_TILES(prefill, f16),
     SIM_TILES(prefill, bf16),         SIM_TILES(decode, f16),          SIM_TILES(decode, bf16),
+    SIM_WGMMA(f16),                   SIM_WGMMA(bf16),
     SIM_APPEND(append_kv_f32),        SIM_APPEND(append_kv_f16),       SIM_APPEND(append_kv_bf16),
 };
 
@@ -143,7 +166,8 @@ int main(int argc, char** argv) {
 	for (const Buffer& b : buffers)
 		if (fwrite(b.addr, 1, b.len, out) != b.len) sim::fail("cannot write %s", argv[2]);
 	if (fclose(out) != 0) sim::fail("cannot write %s", argv[2]);
-	printf("ok mma=%ld ldmatrix_phases=%ld ldmatrix_conflicted=%ld cp_async=%ld shfl=%ld\n", sim::S.mma_count,
-	       sim::S.ldmatrix_phases, sim::S.ldmatrix_conflicted, sim::S.cp_async_count, sim::S.shfl_count);
+	printf("ok mma=%ld ldmatrix_phases=%ld ldmatrix_conflicted=%ld cp_async=%ld shfl=%ld wgmma=%ld tma=%ld\n", sim::S.mma_count,
+	       sim::S.ldmatrix_phases, sim::S.ldmatrix_conflicted, sim::S.cp_async_count, sim::S.shfl_count, sim::H.wgmma_count,
+	       sim::H.tma_count);
 	return 0;
 }

@@ -27,6 +27,9 @@
 //     stage too early, or overwriting one still being read, shows as NaN.
 //   - shfl.sync (xor and index), bar.warp.sync, bar.sync and bar.red.or:
 //     every lane (thread) must arrive, or the block deadlocks (reported).
+//   - the sm_90a instructions of attention_wgmma.cu (mbarrier, TMA tensor
+//     copies, wgmma, named barriers): see hopper.h, which says what is
+//     modelled and what is not.
 // Dynamic shared memory is filled with 0xff before each block; bytes past
 // the launch's size must still be 0xff after it. A load or store outside
 // every mapped buffer is a memory fault, reported as a failure.
@@ -324,6 +327,10 @@ inline void cp_async_wait(int n) {
 	}
 }
 
+// hopper.h's per-block state (defined there).
+inline void hopper_begin_block(int threads);
+inline void hopper_end_block(SimDim3 b);
+
 inline void fiber_entry() {
 	S.body();
 	S.fibers[S.cur].done = true;
@@ -353,6 +360,7 @@ inline void run_grid(SimDim3 grid, int threads, size_t shared_bytes) {
 	for (const SimDim3& b : blocks) {
 		blockIdx = b;
 		memset(S.smem, 0xff, kSharedMax);
+		hopper_begin_block(threads);
 		S.run.clear();
 		S.bar_arrived = S.bar_or = 0;
 		S.bar_waiting.clear();
@@ -390,6 +398,7 @@ inline void run_grid(SimDim3 grid, int threads, size_t shared_bytes) {
 			for (const auto& g : f.groups)
 				if (!g.empty()) fail("block (%u, %u, %u): thread %d exited with cp.async copies never waited for", b.x, b.y, b.z, i);
 		}
+		hopper_end_block(b);
 		for (size_t i = shared_bytes; i < kSharedMax; ++i)
 			if (S.smem[i] != 0xff) fail("block (%u, %u, %u): shared memory byte %zu, past the launch's %zu, was written", b.x, b.y, b.z, i, shared_bytes);
 	}
@@ -456,3 +465,5 @@ inline void kiln_sim_mma(bool bf16, float (&c)[4], const uint32_t (&a)[4], uint3
 	const sim::Slot out = sim::warp_op(bf16 ? sim::kOpMmaBF16 : sim::kOpMmaF16, in, sim::mma_compute);
 	for (int i = 0; i < 4; ++i) c[i] = out.c[i];
 }
+
+#include "hopper.h"

@@ -9,7 +9,7 @@
 //   m n k x_row_stride y_row_stride w_row_stride_bytes n_virtual
 //   k_per_split split_k swiglu bias w_vec16 x_vec16  (KilnMatMulParams)
 //   xoff woff yoff  (byte offsets of X, W/W_up and Y past a 64-byte boundary)
-//   mode=eager|lazy seed=S
+//   mode=eager|lazy seed=S  [smem=BYTES: the launch's dynamic shared memory]
 // Inputs are random: X in [−1, 1] (its row padding NaN); W's blocks random
 // bytes with sane scales (its row padding 0xff bytes: NaN scales); Y and
 // the partial sums start as 0xff bytes. Every output is compared with a
@@ -27,6 +27,7 @@
 #include "../../matmul_decode.cu"
 #include "../../matmul_mma.cu"
 #include "../../matmul_simt.cu"
+#include "../../matmul_wgmma.cu"
 
 typedef void (*KernelFn)(KilnMatMulParams);
 
@@ -36,7 +37,8 @@ typedef void (*KernelFn)(KilnMatMulParams);
 	    {"matmul_" #W "_bf16_decode", matmul_##W##_bf16_decode}, {"matmul_" #W "_f16_mma", matmul_##W##_f16_mma},  \
 	    {"matmul_" #W "_bf16_mma", matmul_##W##_bf16_mma}, {"matmul_" #W "_f32_simt_m1", matmul_##W##_f32_simt_m1}, \
 	    {"matmul_" #W "_f32_simt_m2", matmul_##W##_f32_simt_m2}, {"matmul_" #W "_f32_simt_m4", matmul_##W##_f32_simt_m4}, \
-	    {"matmul_" #W "_f32_simt_m8", matmul_##W##_f32_simt_m8},
+	    {"matmul_" #W "_f32_simt_m8", matmul_##W##_f32_simt_m8}, {"matmul_" #W "_f16_wgmma", matmul_##W##_f16_wgmma}, \
+	    {"matmul_" #W "_bf16_wgmma", matmul_##W##_bf16_wgmma},
 
 static const std::map<std::string, KernelFn> kKernels = {
     SIM_W(f32) SIM_W(f16) SIM_W(bf16) SIM_W(q8_0) SIM_W(q4_0) SIM_W(q4_k) SIM_W(q6_k)
@@ -220,6 +222,7 @@ int main(int argc, char** argv) {
 	if (p.w_vec16 && (p.w % 16 != 0 || p.w_up % 16 != 0 || p.w_row_stride_bytes % 16 != 0))
 		sim::fail("harness: w_vec16 set for an unaligned W");
 
+	if (g_args.count("smem")) sim::S.dyn_bytes = (size_t)iarg("smem");
 	sim::run_grid(kernel_arg("kernel"), p, dim3arg("grid"), (int)iarg("threads"));
 	if (g_args.count("reduce")) sim::run_grid(kernel_arg("reduce"), p, dim3arg("rgrid"), (int)iarg("rthreads"));
 
@@ -272,7 +275,8 @@ int main(int argc, char** argv) {
 	}
 	for (int b = 0; b < 64; ++b)
 		if (yb.ptr[yb.size + b] != 0xff) sim::fail("the bytes after Y were written");
-	printf("ok worst error/tolerance %.3g, mma %ld, cp.async %ld, ldmatrix phases %ld (bank-conflicted %ld)\n", worst, sim::S.mma_count,
-	       sim::S.cp_async_count, sim::S.ldmatrix_phases, sim::S.ldmatrix_conflicted);
+	printf("ok worst error/tolerance %.3g, mma %ld, wgmma %ld, cp.async %ld, fence.proxy.async %ld, ldmatrix phases %ld (bank-conflicted %ld)\n",
+	       worst, sim::S.mma_count, sim::S.wgmma_count, sim::S.cp_async_count, sim::S.proxy_fences, sim::S.ldmatrix_phases,
+	       sim::S.ldmatrix_conflicted);
 	return 0;
 }
