@@ -54,9 +54,10 @@
 //     R, 1) with R = min(BN, page size), which divides both BN and the
 //     page size and is a multiple of 8 (the planner checks): a tile is
 //     BN/R boxes per column block, each inside one page. A box whose keys
-//     are all outside the segment's visible keys reads page n_pages
-//     (outside the map, so zero-filled): its block-table entry may be
-//     anything.
+//     are all outside the segment's visible keys reads slot 0 of page 0
+//     (a real page; its block-table entry, which may be anything, is never
+//     read), not a page past the map: the ISA does not say that a box
+//     wholly outside the tensor completes its transaction bytes.
 // Keys inside a box but not visible are masked to −inf in S; because their
 // rows of V may hold anything (unwritten cache slots, other sequences,
 // recycled pages, NaN) and 0·NaN is NaN, the consumers zero the rows of V
@@ -527,7 +528,13 @@ template <typename T, int D, int BN> struct Wgmma {
 		const int rows = BN < p.page_size ? BN : (int)p.page_size;  // R: divides BN and the page size
 		for (int r = 0; r < BN; r += rows) {
 			const int j = n0 + r;  // the box's first key
-			int page = (int)p.n_pages, slot = 0;  // outside the map: zeros
+			// A box none of whose keys is visible still has to deliver its
+			// bytes (the barrier was armed for the whole tile): it reads page
+			// 0, slot 0, a real page, rather than a page past the map. (Whether
+			// a box wholly outside the tensor completes its transaction bytes
+			// is not stated by the PTX ISA.) Those keys are masked to −inf and
+			// those V rows zeroed before P·V, so what the page holds is unused.
+			int page = 0, slot = 0;
 			if (j + rows > keys.lo && j < keys.hi) {
 				const int col = page_column(p, j);
 				page = (int)page_entry(p, b, col);  // checked by check_pages
