@@ -207,8 +207,12 @@ func TestEvalStories260K(t *testing.T) {
 	if scored != 4 {
 		t.Fatalf("-text: %d scored, want 4:\n%s", scored, out)
 	}
+	// The two runs process different numbers of tokens, so their matrix
+	// products may take different paths (runtime/cpu: fused up to 16 rows
+	// with the AVX2 dots, blocked above) and round differently: 1e-5, as
+	// above, not bit equality.
 	for k, l := range textLines {
-		if l.token != int(ids[k+1]) || math.Abs(l.logProb-lines[k].logProb) > 1e-6 {
+		if l.token != int(ids[k+1]) || math.Abs(l.logProb-lines[k].logProb) > 1e-5 {
 			t.Errorf("-text line %d: token %d log-probability %v; -tokens gave token %d %v", k, l.token, l.logProb, lines[k].token, lines[k].logProb)
 		}
 	}

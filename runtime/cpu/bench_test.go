@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"testing"
 
@@ -134,4 +135,84 @@ func BenchmarkEmbeddingQ4_K(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkFusedDot times the fused path's dot products alone, one core,
+// on 64 rows of 4096 elements that stay in L2: the compute ceiling of each
+// kernel (MB/s of weight bytes), without memory bandwidth in the way.
+// Sub-benchmarks "asm" and "go" run the assembly dots (where supported)
+// and the Go dots.
+func BenchmarkFusedDot(b *testing.B) {
+	const nRows, k = 64, 4096
+	for _, dt := range op.MatMulWeightTypes {
+		for _, asm := range []bool{true, false} {
+			if asm && !dotAsmSupported {
+				continue
+			}
+			name := dt.String() + "/go"
+			if asm {
+				name = dt.String() + "/asm"
+			}
+			b.Run(name, func(b *testing.B) {
+				rng := rand.New(rand.NewPCG(13, 14))
+				w := benchWeightRows(rng, dt, nRows, k)
+				x := make([]float32, k)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				xSums := sums32(x)
+				f16 := f16Table()
+				size, _ := tensor.SizeBytes(dt, nRows, k)
+				b.SetBytes(size)
+				var sink float32
+				for b.Loop() {
+					for j := range nRows {
+						if asm {
+							sink += w.fusedDotAsm(j, x, xSums)
+						} else {
+							sink += w.fusedDotGo(j, x, xSums, f16)
+						}
+					}
+				}
+				_ = sink
+			})
+		}
+	}
+}
+
+// benchWeightRows is an [nRows, k] weight matrix of dt in host memory:
+// normal values, or random quant bytes with small finite scales.
+func benchWeightRows(rng *rand.Rand, dt tensor.DType, nRows, k int) weightRows {
+	w := weightRows{dt: dt, k: k, blockElems: dt.BlockElems(), blockBytes: dt.BlockBytes(), rowStride: k}
+	switch dt {
+	case tensor.F32:
+		w.f32 = make([]float32, nRows*k)
+		for i := range w.f32 {
+			w.f32[i] = float32(rng.NormFloat64())
+		}
+	case tensor.F16, tensor.BF16:
+		w.u16 = make([]uint16, nRows*k)
+		for i := range w.u16 {
+			v := float32(rng.NormFloat64())
+			if dt == tensor.F16 {
+				w.u16[i] = tensor.F32ToF16(v)
+			} else {
+				w.u16[i] = tensor.F32ToBF16(v)
+			}
+		}
+	default:
+		size, _ := tensor.SizeBytes(dt, nRows, k)
+		w.mem = make([]byte, size)
+		for i := range w.mem {
+			w.mem[i] = byte(rng.Uint32())
+		}
+		scales := map[tensor.DType][]int{tensor.Q8_0: {0}, tensor.Q4_0: {0}, tensor.Q4_K: {0, 2}, tensor.Q6_K: {208}}[dt]
+		bb := dt.BlockBytes()
+		for blk := 0; blk+bb <= len(w.mem); blk += bb {
+			for _, off := range scales {
+				binary.LittleEndian.PutUint16(w.mem[blk+off:], tensor.F32ToF16(float32(0.001+0.01*rng.Float64())))
+			}
+		}
+	}
+	return w
 }

@@ -87,7 +87,11 @@ func (b *Backend) Name() string { return "cpu" }
 
 // Description is one line about the backend.
 func (b *Backend) Description() string {
-	return fmt.Sprintf("CPU (pure Go, %s/%s, %d threads)", runtime.GOOS, runtime.GOARCH, b.threads)
+	kernels := "pure Go"
+	if useDotAsm {
+		kernels = "Go, AVX2+FMA matmul dots"
+	}
+	return fmt.Sprintf("CPU (%s, %s/%s, %d threads)", kernels, runtime.GOOS, runtime.GOARCH, b.threads)
 }
 
 // Threads is the number of worker goroutines an op may use.

@@ -18,7 +18,8 @@ import (
 // output element and does not depend on the number of threads, but it
 // depends on the number of rows m (see matmulPathFor):
 //
-//   - m ≤ fusedMaxRows (the decode path): the product is fused with the
+//   - m ≤ fusedMaxRows, or fusedMaxRowsAsm with the assembly dots (the
+//     decode path): the product is fused with the
 //     dequantization, per block of w: Q8_0 Σq·x then ·d; Q4_0 Σ(q−8)·x
 //     then ·d; Q4_K d·sc·Σq·x − dmin·m·Σx per 32-element sub-block; Q6_K
 //     d·sc·Σ(q−32)·x per 16-element sub-block; float weights a plain dot
@@ -28,9 +29,15 @@ import (
 //     order over k within chunks of matmulChunkElems, the chunks added in
 //     order.
 //
-// Products are rounded to float32 before they are added (never fused into a
-// multiply-add), so results are the same on every architecture. Both forms
-// differ from the exact product by a small multiple of 2⁻²⁴·Σₖ|x·w|.
+// In the Go code, products are rounded to float32 before they are added
+// (never fused into a multiply-add), so results are the same on every
+// architecture. On amd64 CPUs with AVX2, FMA and F16C both paths run
+// assembly instead (useDotAsm; the fused path then up to 16 rows, see
+// fusedMaxRowsAsm): the same per-block formulas and chunks, each sum kept
+// in 8 lanes of fused multiply-adds in a fixed order, the lanes then added
+// in a fixed order, so the results differ from the Go code's by rounding
+// only and still do not depend on the number of threads. Every form differs from the exact product by a
+// small multiple of 2⁻²⁴·Σₖ|x·w|.
 // k = 0 gives the bias (or zeros).
 func (b *Backend) MatMul(dst, x, w tensor.Tensor, opts op.MatMulOptions) error {
 	s, err := op.CheckMatMul(dst, x, w, opts)
@@ -66,15 +73,22 @@ const (
 	pathBlocked
 )
 
-// fusedMaxRows is the largest m for which the fused path runs: up to a few
-// rows, decoding w once per row is cheaper than writing and re-reading
-// decoded chunks.
+// fusedMaxRows is the largest m for which the fused path runs with the Go
+// dots: up to a few rows, decoding w once per row is cheaper than writing
+// and re-reading decoded chunks.
 const fusedMaxRows = 4
 
-// matmulPathFor picks the path from m alone, so that a result never depends
-// on anything but the operands.
+// fusedMaxRowsAsm is the largest m for which the fused path runs with the
+// assembly dots (useDotAsm), which decode a block in a few vector
+// instructions, once for four rows of x: up to 16 rows they beat the
+// blocked path several times over. It is also the most rows fusedColumns
+// takes.
+const fusedMaxRowsAsm = 16
+
+// matmulPathFor picks the path from m (and whether the assembly dots run),
+// so that a result never depends on the number of threads.
 func matmulPathFor(m int) matmulPath {
-	if m <= fusedMaxRows {
+	if m <= fusedMaxRows || (useDotAsm && m <= fusedMaxRowsAsm) {
 		return pathFused
 	}
 	return pathBlocked
@@ -308,7 +322,11 @@ func (job *matmulJob) blockedColumns(j0, j1 int) error {
 					}
 					cols[jj] = col
 				}
-				addChunkProducts(a, job.xs, m, k, k0, kl, cols[:nt])
+				if useDotAsm {
+					addChunkProductsAsm(a, job.xs, m, k, k0, kl, cols[:nt])
+				} else {
+					addChunkProducts(a, job.xs, m, k, k0, kl, cols[:nt])
+				}
 			}
 		}
 		for i := range m {

@@ -16,6 +16,11 @@ import (
 // it into a multiply-add (it would on arm64): results are then the same on
 // every architecture. Partial sums are kept four (or two, or per sub-block)
 // at a time, in a fixed order, so that the additions overlap.
+//
+// On amd64 CPUs with AVX2, FMA and F16C, fusedColumns runs the assembly
+// versions of these dots instead (matmul_dot_amd64.s, useDotAsm): the same
+// per-block formulas in 8-lane fused multiply-adds, and for four rows of x
+// at a time the weights decoded once.
 
 // Small decode tables: a load from L1 is cheaper than an integer-to-float
 // conversion, and indexing a [2^b] array with a b-bit value needs no bounds
@@ -52,22 +57,26 @@ var (
 )
 
 // fusedColumns computes output columns [j0, j1) for every row (at most
-// fusedMaxRows) by the fused path.
+// fusedMaxRowsAsm) by the fused path.
 func (job *matmulJob) fusedColumns(j0, j1 int) error {
 	m, k := job.m, job.k
-	if m > fusedMaxRows {
-		return fmt.Errorf("fused path for %d rows (at most %d)", m, fusedMaxRows) // unreachable: matmulPathFor
+	if m > fusedMaxRowsAsm {
+		return fmt.Errorf("fused path for %d rows (at most %d)", m, fusedMaxRowsAsm) // unreachable: matmulPathFor
 	}
 	f16 := f16Table()
-	var sums [2][fusedMaxRows]float32 // [weight][row]
+	var sums [2][fusedMaxRowsAsm]float32 // [weight][row]
 	for j := j0; j < j1; j++ {
 		for w := range job.ws {
+			if useDotAsm {
+				job.ws[w].fusedDotsAsm(j, job.xs, job.xSums32, sums[w][:m])
+				continue
+			}
 			for i := range m {
 				var xSums []float32
 				if job.xSums32 != nil {
 					xSums = job.xSums32[i*k/32 : (i+1)*k/32]
 				}
-				sums[w][i] = job.ws[w].fusedDot(j, job.xs[i*k:(i+1)*k], xSums, f16)
+				sums[w][i] = job.ws[w].fusedDotGo(j, job.xs[i*k:(i+1)*k], xSums, f16)
 			}
 		}
 		for i := range m {
@@ -77,9 +86,16 @@ func (job *matmulJob) fusedColumns(j0, j1 int) error {
 	return nil
 }
 
-// fusedDot returns Σₜ x[t]·w[j, t] over the k elements of row j. xSums32 is
-// the sum of each 32 elements of x, for Q4_K.
-func (w *weightRows) fusedDot(j int, x, xSums32 []float32, f16 *[1 << 16]float32) float32 {
+// useDotAsm selects the assembly kernels (matmul_dot_amd64.s) where the
+// CPU supports them: the fused path's dots, its row limit (matmulPathFor)
+// and the blocked path's micro-kernels (addChunkProductsAsm).
+// Tests set it to false to run the Go dots on the same machine; nothing
+// else writes it.
+var useDotAsm = dotAsmSupported
+
+// fusedDotGo returns Σₜ x[t]·w[j, t] over the k elements of row j by the
+// Go dots below. xSums32 is the sum of each 32 elements of x, for Q4_K.
+func (w *weightRows) fusedDotGo(j int, x, xSums32 []float32, f16 *[1 << 16]float32) float32 {
 	k := w.k
 	switch w.dt {
 	case tensor.F32:

@@ -48,7 +48,7 @@ func bothPaths(t *testing.T, b *Backend, dt tensor.DType, shape []int, x, w, wUp
 }
 
 // matmulForced is MatMul / MatMulSwiGLU with the path chosen by the caller
-// (the fused path only takes up to fusedMaxRows rows).
+// (the fused path only takes up to fusedMaxRowsAsm rows).
 func (b *Backend) matmulForced(dst, x, w, wUp, bias tensor.Tensor, path matmulPath) error {
 	if wUp.IsZero() {
 		s, err := op.CheckMatMul(dst, x, w, op.MatMulOptions{Bias: bias})
@@ -64,7 +64,9 @@ func (b *Backend) matmulForced(dst, x, w, wUp, bias tensor.Tensor, path matmulPa
 	return b.matmul(op.NameMatMulSwiGLU, dst, x, []tensor.Tensor{w, wUp}, tensor.Tensor{}, s, path)
 }
 
-func TestMatMulFloatWeightsByHand(t *testing.T) {
+func TestMatMulFloatWeightsByHand(t *testing.T) { forEachDotImpl(t, testMatMulFloatWeightsByHand) }
+
+func testMatMulFloatWeightsByHand(t *testing.T) {
 	b := newTestBackend(t, Options{Threads: 2})
 	// x = [[1, 2, 3], [-1, 0.5, 4]], w = [[1, 0, -1], [2, 1, 0.5], [0.25, -2, 1]]:
 	// y[0] = [1 + 0 - 3, 2 + 2 + 1.5, 0.25 - 4 + 3] = [-2, 5.5, -0.75]
@@ -95,7 +97,9 @@ func TestMatMulFloatWeightsByHand(t *testing.T) {
 	exact(t, "MatMul", read(t, b, dst), wantBias)
 }
 
-func TestMatMulOutputRoundsOnce(t *testing.T) {
+func TestMatMulOutputRoundsOnce(t *testing.T) { forEachDotImpl(t, testMatMulOutputRoundsOnce) }
+
+func testMatMulOutputRoundsOnce(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	// x = [1, 1], w = [[1, 2⁻⁹]], bias [2⁻¹⁰]: the F32 result 1 + 2⁻⁹ + 2⁻¹⁰
 	// is exact and lies between the BF16 neighbours 1 and 1 + 2⁻⁷, nearer 1;
@@ -115,7 +119,9 @@ func TestMatMulOutputRoundsOnce(t *testing.T) {
 	}
 }
 
-func TestMatMulQ8_0ByHand(t *testing.T) {
+func TestMatMulQ8_0ByHand(t *testing.T) { forEachDotImpl(t, testMatMulQ8_0ByHand) }
+
+func testMatMulQ8_0ByHand(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	// Row 0: d = 0.5, q[t] = t − 16, so w[t] = (t − 16)/2.
 	// Row 1: d = 0.25, q = [127, −128, 0, ...]: w = [31.75, −32, 0, ...].
@@ -141,7 +147,9 @@ func TestMatMulQ8_0ByHand(t *testing.T) {
 	exact(t, "blocked", bl, want)
 }
 
-func TestMatMulQ4_0ByHand(t *testing.T) {
+func TestMatMulQ4_0ByHand(t *testing.T) { forEachDotImpl(t, testMatMulQ4_0ByHand) }
+
+func testMatMulQ4_0ByHand(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	// d = 2; byte j holds j in its low nibble (element j: w = 2(j − 8)) and
 	// 15 − j in its high nibble (element j+16: w = 2(7 − j)).
@@ -169,7 +177,9 @@ func TestMatMulQ4_0ByHand(t *testing.T) {
 	exact(t, "blocked", bl, want)
 }
 
-func TestMatMulQ4_KByHand(t *testing.T) {
+func TestMatMulQ4_KByHand(t *testing.T) { forEachDotImpl(t, testMatMulQ4_KByHand) }
+
+func testMatMulQ4_KByHand(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	// d = 1, dmin = 0.5. Scales s and mins m of the eight sub-blocks:
 	// s = [1, 2, 3, 4, 2, 2, 2, 18], m = [0, 1, 2, 3, 1, 1, 1, 1]; sub-block 7's
@@ -206,7 +216,9 @@ func TestMatMulQ4_KByHand(t *testing.T) {
 	exact(t, "blocked", bl, want)
 }
 
-func TestMatMulQ6_KByHand(t *testing.T) {
+func TestMatMulQ6_KByHand(t *testing.T) { forEachDotImpl(t, testMatMulQ6_KByHand) }
+
+func testMatMulQ6_KByHand(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	// d = 0.5; scale of sub-block s (16 elements each) is s − 8; every quant
 	// is 33 (q − 32 = 1: low nibbles 1, high bits 2, so ql bytes 0x11 and qh
@@ -245,7 +257,9 @@ func TestMatMulQ6_KByHand(t *testing.T) {
 	exact(t, "blocked", bl, want)
 }
 
-func TestMatMulSwiGLUByHand(t *testing.T) {
+func TestMatMulSwiGLUByHand(t *testing.T) { forEachDotImpl(t, testMatMulSwiGLUByHand) }
+
+func testMatMulSwiGLUByHand(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	// x = [1, 2]; gate rows [1, 0], [0, −1] give g = [1, −2]; up rows
 	// [2, 1], [0.5, 0.5] give u = [4, 1.5].
@@ -265,7 +279,9 @@ func TestMatMulSwiGLUByHand(t *testing.T) {
 	exact(t, "MatMulSwiGLU", read(t, b, dst), want)
 }
 
-func TestMatMulEmptyK(t *testing.T) {
+func TestMatMulEmptyK(t *testing.T) { forEachDotImpl(t, testMatMulEmptyK) }
+
+func testMatMulEmptyK(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	bias := floats(t, b, tensor.F32, []float32{1, -2, 3}, 3)
 	for _, wt := range []tensor.DType{tensor.F32, tensor.BF16, tensor.Q8_0, tensor.Q4_K} {
@@ -360,11 +376,15 @@ func within(t *testing.T, what string, got []float32, want, sumAbs []float64, c 
 	}
 }
 
-// TestMatMulPathsAgainstReference checks the fused path (fast, m ≤ 4) and
+// TestMatMulPathsAgainstReference checks the fused path (fast, m ≤ 16) and
 // the blocked path (obviously correct) against a float64 product of the
 // dequantized weights, for every weight type and shapes that are not
 // multiples of the tiles, then against each other.
 func TestMatMulPathsAgainstReference(t *testing.T) {
+	forEachDotImpl(t, testMatMulPathsAgainstReference)
+}
+
+func testMatMulPathsAgainstReference(t *testing.T) {
 	b := newTestBackend(t, Options{Threads: 3})
 	b.minParallelWork = 1
 	rng := rand.New(rand.NewPCG(3, 4))
@@ -377,7 +397,7 @@ func TestMatMulPathsAgainstReference(t *testing.T) {
 			ks = []int{256, 768}
 		}
 		for _, k := range ks {
-			for _, m := range []int{1, 2, 3, 4} {
+			for _, m := range []int{1, 2, 3, 4, 7, 16} {
 				for _, n := range []int{1, 5, 17, 35} {
 					for _, withBias := range []bool{false, true} {
 						name := fmt.Sprintf("%v/m%d-n%d-k%d/bias%v", wt, m, n, k, withBias)
@@ -426,8 +446,11 @@ func TestMatMulPathsAgainstReference(t *testing.T) {
 
 // TestMatMulLayouts: rank-3 x, x and dst rows that are slices of wider
 // buffers (strided, at an offset), F16 and BF16 activations, SwiGLU; on the
-// public entry points (m = 3 takes the fused path, m = 12 the blocked one).
-func TestMatMulLayouts(t *testing.T) {
+// public entry points (m = 3 takes the fused path; m = 12 the blocked one
+// with the Go dots, the fused one with the assembly dots).
+func TestMatMulLayouts(t *testing.T) { forEachDotImpl(t, testMatMulLayouts) }
+
+func testMatMulLayouts(t *testing.T) {
 	b := newTestBackend(t, Options{Threads: 4})
 	b.minParallelWork = 1
 	rng := rand.New(rand.NewPCG(5, 6))
@@ -537,6 +560,10 @@ func TestMatMulLayouts(t *testing.T) {
 // threshold at its minimum, so columns split at odd places) give identical
 // bytes on both paths, for every weight type.
 func TestMatMulResultsDoNotDependOnThreads(t *testing.T) {
+	forEachDotImpl(t, testMatMulResultsDoNotDependOnThreads)
+}
+
+func testMatMulResultsDoNotDependOnThreads(t *testing.T) {
 	serial := newTestBackend(t, Options{Threads: 1})
 	parallel := newTestBackend(t, Options{Threads: 7})
 	parallel.minParallelWork = 1
