@@ -182,11 +182,15 @@ type stepBuffers struct {
 	ids, pos, seqOf, qStarts, lens, rows tensor.Tensor
 	table                                tensor.Tensor
 	x, h, q, k, v, attn, o, g            tensor.Tensor
-	q3, k3, v3, attn3                    tensor.Tensor
-	sel, sel32, logits                   tensor.Tensor // shard 0: the logit rows
-	peerTmp                              tensor.Tensor // shard 0 with device all-reduce: a peer's partial sum
-	owned                                []tensor.Tensor
-	err                                  error
+	// hRes and oRes: the norm output and the block output in the residual
+	// dtype, when it differs from the activations' (else zero: the norm
+	// writes h and the add reads o directly).
+	hRes, oRes         tensor.Tensor
+	q3, k3, v3, attn3  tensor.Tensor
+	sel, sel32, logits tensor.Tensor // shard 0: the logit rows
+	peerTmp            tensor.Tensor // shard 0 with device all-reduce: a peer's partial sum
+	owned              []tensor.Tensor
+	err                error
 }
 
 func (b *stepBuffers) alloc(dev backend.Backend, dt tensor.DType, shape ...int) tensor.Tensor {
@@ -253,7 +257,12 @@ func (m *Model) allocStep(sh *shard, s stepShape) (*stepBuffers, error) {
 	b.ids, b.pos, b.seqOf = next(T, T), next(T, T), next(T, T)
 	b.qStarts, b.lens, b.rows = next(B+1, B+1), next(B, B), next(R, R)
 	b.table = next(B*s.tablePages, B, s.tablePages)
-	b.x = b.alloc(dev, act, T, c.Dim)
+	res := m.resType
+	b.x = b.alloc(dev, res, T, c.Dim)
+	if res != act {
+		b.hRes = b.alloc(dev, res, T, c.Dim)
+		b.oRes = b.alloc(dev, res, T, c.Dim)
+	}
 	b.h = b.alloc(dev, act, T, c.Dim)
 	b.q = b.alloc(dev, act, T, qDim)
 	b.k = b.alloc(dev, act, T, kvDim)
@@ -264,9 +273,9 @@ func (m *Model) allocStep(sh *shard, s stepShape) (*stepBuffers, error) {
 	b.q3, b.k3, b.v3 = b.reshape(b.q, T, sh.nHeads, c.HeadDim), b.reshape(b.k, T, sh.nKVHeads, c.HeadDim), b.reshape(b.v, T, sh.nKVHeads, c.HeadDim)
 	b.attn3 = b.reshape(b.attn, T, sh.nHeads, c.HeadDim)
 	if sh.index == 0 && R > 0 {
-		b.sel = b.alloc(dev, act, R, c.Dim)
+		b.sel = b.alloc(dev, res, R, c.Dim)
 		b.sel32 = b.sel
-		if act != tensor.F32 {
+		if res != tensor.F32 {
 			b.sel32 = b.alloc(dev, tensor.F32, R, c.Dim)
 		}
 		b.logits = b.alloc(dev, tensor.F32, R, c.VocabSize)
@@ -413,7 +422,7 @@ func (m *Model) forward(ctx context.Context, bufs []*stepBuffers, attnOpts op.At
 			rope.FreqFactors = sh.w.ropeFreqs
 			cache := op.AttentionKV{K: sh.k[layer], V: sh.v[layer], BlockTable: b.table, Lens: b.lens}
 			return errors.Join(
-				dev.RMSNorm(b.h, b.x, l.attnNorm, norm),
+				b.normResidual(dev, l.attnNorm, norm),
 				dev.MatMul(b.q, b.h, l.wq, op.MatMulOptions{Bias: l.bq}),
 				dev.MatMul(b.k, b.h, l.wk, op.MatMulOptions{Bias: l.bk}),
 				dev.MatMul(b.v, b.h, l.wv, op.MatMulOptions{Bias: l.bv}),
@@ -431,8 +440,8 @@ func (m *Model) forward(ctx context.Context, bufs []*stepBuffers, attnOpts op.At
 			err = m.eachShard(func(sh *shard) error {
 				b, l, dev := bufs[sh.index], &sh.w.layers[layer], sh.dev
 				return errors.Join(
-					dev.Add(b.x, b.x, b.o),
-					dev.RMSNorm(b.h, b.x, l.ffnNorm, norm),
+					b.addToResidual(dev),
+					b.normResidual(dev, l.ffnNorm, norm),
 					dev.MatMulSwiGLU(b.g, b.h, l.wGate, l.wUp),
 					dev.MatMul(b.o, b.g, l.wDown, op.MatMulOptions{}))
 			})
@@ -442,8 +451,7 @@ func (m *Model) forward(ctx context.Context, bufs []*stepBuffers, attnOpts op.At
 		}
 		if err == nil {
 			err = m.eachShard(func(sh *shard) error {
-				b := bufs[sh.index]
-				return sh.dev.Add(b.x, b.x, b.o)
+				return bufs[sh.index].addToResidual(sh.dev)
 			})
 		}
 	}
@@ -470,6 +478,30 @@ func (m *Model) forward(ctx context.Context, bufs []*stepBuffers, attnOpts op.At
 		return fmt.Errorf("llama: step: %w", err)
 	}
 	return nil
+}
+
+// normResidual writes RMSNorm(x)·weight into h, through hRes when the
+// residual stream's dtype differs from the activations'.
+func (b *stepBuffers) normResidual(dev backend.Backend, weight tensor.Tensor, norm op.NormOptions) error {
+	if b.hRes.IsZero() {
+		return dev.RMSNorm(b.h, b.x, weight, norm)
+	}
+	if err := dev.RMSNorm(b.hRes, b.x, weight, norm); err != nil {
+		return err
+	}
+	return dev.Copy(b.h, b.hRes)
+}
+
+// addToResidual adds the block output o to the residual stream x, through
+// oRes when their dtypes differ.
+func (b *stepBuffers) addToResidual(dev backend.Backend) error {
+	if b.oRes.IsZero() {
+		return dev.Add(b.x, b.x, b.o)
+	}
+	if err := dev.Copy(b.oRes, b.o); err != nil {
+		return err
+	}
+	return dev.Add(b.x, b.x, b.oRes)
 }
 
 // peerCopier is the CUDA backend's copy from another backend's tensor

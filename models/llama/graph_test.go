@@ -263,3 +263,25 @@ func TestDecodeGraphsPerKeyBand(t *testing.T) {
 		t.Errorf("%d captures and %d launches, want 2 and 299", rec.captures, rec.launches)
 	}
 }
+
+// TestDecodeGraphsWithF16Activations captures decode steps with F16
+// activations, so that the residual stream (F32 by default) goes through its
+// conversions inside the graph: the greedy text matches eager steps.
+func TestDecodeGraphsWithF16Activations(t *testing.T) {
+	cpu := testDevices(t)[0]
+	rec := &recordingDevice{Backend: cpu}
+	opts := Options{ContextLen: 256, ActivationType: tensor.F16}
+	eager := loadStories(t, cpu, opts)
+	graphed := loadStories(t, rec, opts)
+	if graphed.resType != tensor.F32 || graphed.actType != tensor.F16 {
+		t.Fatalf("activation %v, residual %v; want F16, F32", graphed.actType, graphed.resType)
+	}
+	wantIDs, wantText := greedy(t, eager, "", 40)
+	gotIDs, gotText := greedy(t, graphed, "", 40)
+	if !slices.Equal(gotIDs, wantIDs) {
+		t.Fatalf("greedy with graphs:\n%q\nwant\n%q", gotText, wantText)
+	}
+	if rec.captures != 1 || rec.launches != 40 {
+		t.Errorf("%d captures and %d launches, want 1 and 40", rec.captures, rec.launches)
+	}
+}

@@ -33,14 +33,25 @@ type Options struct {
 	// MaxBatchTokens is the most tokens one Step may process (all sequences
 	// together). 0: 512.
 	MaxBatchTokens int
-	// ActivationType is the dtype of activations (the residual stream
-	// included) and of the KV cache. Invalid (the zero value) picks: F32 on
-	// the CPU or when the model's matrices are F32; otherwise BF16 when they
-	// are BF16, else F16. F16 keeps llama.cpp-like precision for most
-	// models but overflows above 65504: for models known for very large
-	// activations choose BF16 (range) or F32 (the GPU then runs the simple,
-	// slower attention kernels).
+	// ActivationType is the dtype of activations (the inputs and outputs
+	// of the matrix products and of attention) and of the KV cache.
+	// Invalid (the zero value) picks: F32 on the CPU or when the model's
+	// matrices are F32; otherwise BF16 when they are BF16, else F16. F16
+	// overflows above 65504: for models known for very large activations
+	// choose BF16 (range) or F32 (the GPU then runs the simple, slower
+	// attention kernels).
 	ActivationType tensor.DType
+	// ResidualType is the dtype of the residual stream: the running sum
+	// that every block adds its attention and FFN outputs to, and that the
+	// norms read. Invalid (the zero value) picks F32, as llama.cpp keeps it:
+	// a sum over dozens of blocks kept in F16 or BF16 loses the small
+	// contributions of later blocks to rounding (and F16 overflows first
+	// there). When it differs from ActivationType, each norm writes F32 and
+	// converts, and each block output is converted to F32 before the add:
+	// four small conversions per block, and 2 · Dim · 4 more scratch bytes
+	// per batch token. Set it to ActivationType to keep the whole stream in
+	// one dtype.
+	ResidualType tensor.DType
 	// DisableGraphs turns off CUDA graphs. By default, on a backend that can
 	// capture graphs (the CUDA backend) and without tensor parallelism, a
 	// decode step (every request one token, last-token logits) runs as a
@@ -85,7 +96,8 @@ type Model struct {
 	file      *gguf.File      // kept open: CPU weights point into its mapping
 	ownsFile  bool
 	actType   tensor.DType
-	kv        *kvCache // the page allocator (the pages live in each shard)
+	resType   tensor.DType // the residual stream's (Options.ResidualType, resolved)
+	kv        *kvCache     // the page allocator (the pages live in each shard)
 	log       *slog.Logger
 
 	stepMu   sync.Mutex // one Step (or Fork) at a time
@@ -170,6 +182,10 @@ func estimateShard(f *gguf.File, c Config, opts Options, nShards, index int, inP
 			e.WeightBytes += t.SizeBytes
 		}
 	}
+	res := opts.ResidualType
+	if !res.Valid() {
+		res = tensor.F32
+	}
 	es := int64(act.BlockBytes())
 	kvHeadBytes := int64(c.NKVHeads/nShards*c.HeadDim) * es
 	e.KVCacheBytes = 2 * int64(c.NLayers) * int64(opts.KVPages+1) * int64(opts.PageSize) * kvHeadBytes
@@ -178,6 +194,12 @@ func estimateShard(f *gguf.File, c Config, opts Options, nShards, index int, inP
 	kv := int64(c.NKVHeads / nShards * c.HeadDim)
 	perToken := (3*int64(c.Dim) + 2*q + 2*kv + int64(c.FFNDim/nShards)) * es
 	e.ScratchBytes = t*perToken + t*int64(c.Dim)*4 + 1<<20
+	if res != act {
+		// x in the residual dtype instead of the activations', and the
+		// norm output and block output in the residual dtype before their
+		// conversions.
+		e.ScratchBytes += t * int64(c.Dim) * (3*int64(res.BlockBytes()) - es)
+	}
 	if index == 0 {
 		e.ScratchBytes += t * int64(c.VocabSize) * 4
 	}
@@ -341,6 +363,11 @@ func LoadFileParallel(ctx context.Context, devs []backend.Backend, f *gguf.File,
 		return nil, err
 	}
 	opts.ActivationType = act
+	res, err := chooseResidualType(opts.ResidualType)
+	if err != nil {
+		return nil, err
+	}
+	opts.ResidualType = res
 	var totalWeightBytes int64
 	for i, d := range devs {
 		est := estimateShard(f, c, opts, n, i, hosts[i] != nil)
@@ -355,7 +382,7 @@ func LoadFileParallel(ctx context.Context, devs []backend.Backend, f *gguf.File,
 				f.Path, d.Name(), backend.ErrOutOfMemory, est.DeviceBytes, est.WeightBytes, est.KVCacheBytes, est.ScratchBytes, free, total)
 		}
 	}
-	m := &Model{Config: c, Tokenizer: tok, opts: opts, dev: devs[0], file: f, actType: act, log: opts.Logger}
+	m := &Model{Config: c, Tokenizer: tok, opts: opts, dev: devs[0], file: f, actType: act, resType: res, log: opts.Logger}
 	m.kv = newPageAllocator(opts)
 	if n > 1 {
 		var ncclErr error
@@ -418,6 +445,17 @@ func chooseActivationType(f *gguf.File, want tensor.DType, onCPU bool) (tensor.D
 		return tensor.BF16, nil
 	}
 	return tensor.F16, nil
+}
+
+// chooseResidualType resolves Options.ResidualType: F32 unless set.
+func chooseResidualType(want tensor.DType) (tensor.DType, error) {
+	if !want.Valid() {
+		return tensor.F32, nil
+	}
+	if !want.IsFloat() {
+		return 0, fmt.Errorf("llama: ResidualType %v: expected F32, F16 or BF16", want)
+	}
+	return want, nil
 }
 
 // Close frees the model's device memory (and closes the file if Load opened
