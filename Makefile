@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: test ptx ptx-check kernel-report bench gpu-bundle cuda libcuda1 builtin-model
+.PHONY: test ptx ptx-check asm kernel-report bench gpu-bundle cuda libcuda1 builtin-model
 
 ## test: everything CI runs (installs the pinned nvcc and Debian's libcuda1 into .cache/ first)
 test:
@@ -15,6 +15,10 @@ ptx:
 ## ptx-check: regenerate PTX into a temporary folder and fail on any difference
 ptx-check:
 	./scripts/ptx-check.sh
+
+## asm: regenerate the generated CPU assembly (runtime/cpu/attention_amd64.s)
+asm:
+	python3 scripts/gen-attention-amd64.py
 
 ## kernel-report: ptxas registers, spills and shared memory per kernel (sm_80, sm_90a)
 kernel-report:

@@ -49,6 +49,14 @@ go test -count=1 -race ./cuda/... ./kernels/... ./runtime/...
 step "cgo tests (the rest)"
 go test -count=1 $(go list ./... | grep -v -e '/cuda' -e '/kernels' -e '/runtime/')
 
+step "generated assembly is fresh (make asm)"
+python3 scripts/gen-attention-amd64.py "${TMPDIR:-/tmp}/kiln-attention_amd64.s"
+if ! cmp -s "${TMPDIR:-/tmp}/kiln-attention_amd64.s" runtime/cpu/attention_amd64.s; then
+  echo "runtime/cpu/attention_amd64.s differs from what scripts/gen-attention-amd64.py writes: run make asm"
+  exit 1
+fi
+echo "runtime/cpu/attention_amd64.s is up to date"
+
 step "PTX freshness (make ptx-check)"
 ./scripts/ptx-check.sh
 

@@ -2,6 +2,7 @@ package cpu
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -215,4 +216,104 @@ func benchWeightRows(rng *rand.Rand, dt tensor.DType, nRows, k int) weightRows {
 		}
 	}
 	return w
+}
+
+// BenchmarkAttentionDecode: one decode step of the attention/decode grid's
+// shape (64 query heads over 8 KV heads, d = 128, F16, shuffled pages of
+// 64 tokens) for a batch of sequences of kvLen keys, by the Go loops and
+// (where this machine has them) the assembly kernels. MB/s counts the keys
+// and values read.
+func BenchmarkAttentionDecode(b *testing.B) {
+	for _, shape := range []struct{ batch, kvLen int }{{1, 2048}, {8, 2048}, {1, 8192}} {
+		for _, asm := range []bool{false, true} {
+			if asm && !(dotAsmSupported && attentionAsmSupported) {
+				continue
+			}
+			impl := "godot"
+			if asm {
+				impl = "asmdot"
+			}
+			b.Run(fmt.Sprintf("F16/h64kv8d128/b%dkv%d/%s", shape.batch, shape.kvLen, impl), func(b *testing.B) {
+				saved := useDotAsm
+				defer func() { useDotAsm = saved }()
+				useDotAsm = asm
+				benchAttentionDecode(b, shape.batch, shape.kvLen)
+			})
+		}
+	}
+}
+
+func benchAttentionDecode(b *testing.B, batch, kvLen int) {
+	const nHeads, nKV, d, pageSize = 64, 8, 128, 64
+	be := newTestBackend(b, Options{})
+	pagesPerSeq := kvLen / pageSize
+	nPages := batch * pagesPerSeq
+	rng := rand.New(rand.NewPCG(1, 2))
+	table := make([]int32, nPages)
+	for i, p := range rng.Perm(nPages) {
+		table[i] = int32(p)
+	}
+	lens := make([]int32, batch)
+	qStarts := make([]int32, batch+1)
+	for i := range lens {
+		lens[i] = int32(kvLen)
+		qStarts[i+1] = int32(i + 1)
+	}
+	kv := op.AttentionKV{
+		K:          benchTensor(b, be, tensor.F16, nPages, pageSize, nKV, d),
+		V:          benchTensor(b, be, tensor.F16, nPages, pageSize, nKV, d),
+		BlockTable: ints(b, be, table, batch, pagesPerSeq),
+		Lens:       ints(b, be, lens, batch),
+	}
+	q := benchTensor(b, be, tensor.F16, batch, nHeads, d)
+	dst := alloc(b, be, tensor.F16, batch, nHeads, d)
+	qs := ints(b, be, qStarts, batch+1)
+	b.SetBytes(kv.K.SizeBytes() + kv.V.SizeBytes())
+	opts := op.AttentionOptions{Causal: true, MaxQueryLen: 1, MaxKVLen: kvLen}
+	for b.Loop() {
+		if err := be.Attention(dst, q, qs, kv, opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAttentionPrefill: a causal prefill of the attention/prefill
+// grid's shape at seqlen 512 (16 heads, d = 128, F16, contiguous keys),
+// 4 sequences, by the Go loops and (where this machine has them) the
+// assembly kernels.
+func BenchmarkAttentionPrefill(b *testing.B) {
+	for _, asm := range []bool{false, true} {
+		if asm && !(dotAsmSupported && attentionAsmSupported) {
+			continue
+		}
+		impl := "godot"
+		if asm {
+			impl = "asmdot"
+		}
+		b.Run("F16/d128-causal/b4s512h16/"+impl, func(b *testing.B) {
+			saved := useDotAsm
+			defer func() { useDotAsm = saved }()
+			useDotAsm = asm
+			const batch, s, nHeads, d = 4, 512, 16, 128
+			be := newTestBackend(b, Options{})
+			q := benchTensor(b, be, tensor.F16, batch*s, nHeads, d)
+			k := benchTensor(b, be, tensor.F16, batch*s, nHeads, d)
+			v := benchTensor(b, be, tensor.F16, batch*s, nHeads, d)
+			dst := alloc(b, be, tensor.F16, batch*s, nHeads, d)
+			starts := make([]int32, batch+1)
+			for i := range starts {
+				starts[i] = int32(i * s)
+			}
+			st := ints(b, be, starts, batch+1)
+			kv := op.AttentionKV{K: k, V: v, Starts: st}
+			flops := attentionFLOPs(nHeads, d, batch*int64(s)*(s+1)/2)
+			opts := op.AttentionOptions{Causal: true, MaxQueryLen: s, MaxKVLen: s}
+			for b.Loop() {
+				if err := be.Attention(dst, q, st, kv, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
 }
