@@ -43,15 +43,6 @@ func (d contextDriver) EncodeTensorMap(spec *cuda.TensorMapSpec) (cuda.TensorMap
 	return cuda.EncodeTensorMapTiled(spec)
 }
 
-// hopperReadiness caches whether the sm_90a attention kernels can run.
-type hopperReadiness uint8
-
-const (
-	hopperUnknown hopperReadiness = iota
-	hopperReady
-	hopperUnavailable
-)
-
 // attentionState is the Set's attention state (guarded by Set.mu).
 type attentionState struct {
 	// params and appendParams are filled in place for each launch, so
@@ -67,35 +58,19 @@ type attentionState struct {
 	// workspaces holds each stream's split workspace (partial outputs and
 	// log-sum-exps).
 	workspaces streamWorkspaces
-	// hopper says whether the wgmma prefill can run (decided on first need);
-	// mapK and mapV are its tensor maps, filled per launch.
-	hopper     hopperReadiness
+	// mapK and mapV are the wgmma prefill's tensor maps, filled per launch.
 	mapK, mapV cuda.TensorMap
 	// tensorMapWarned: the driver's refusal to encode a map was logged.
 	tensorMapWarned bool
 }
 
 // attentionHopperReady reports whether the sm_90a attention kernels can
-// run on this Set (s.mu held): compute capability 9.0, a driver that
-// encodes tensor maps, and FamilyAttentionWGMMA's sm_90a module loaded
-// (its compute_80 module has no kernels). Decided once; loads the module.
+// run on this Set (s.mu held): a driver that encodes tensor maps, and
+// FamilyAttentionWGMMA's sm_90a module on compute capability 9.0
+// (sm90aReady, which loads it once).
 func (s *Set) attentionHopperReady() bool {
-	if s.attn.hopper == hopperUnknown && !s.closed {
-		s.attn.hopper = hopperUnavailable
-		enc, ok := s.drv.(tensorMapEncoder)
-		if s.cc == (ComputeCapability{9, 0}) && ok && enc.CanEncodeTensorMaps() {
-			lf, err := s.loadFamily(FamilyAttentionWGMMA)
-			switch {
-			case err != nil:
-				s.log.Warn("kernels: the Hopper attention kernels did not load; using the mma.sync prefill", "error", err)
-			case lf.target != TargetSM90a:
-				s.log.Info("kernels: no sm_90a attention module; using the mma.sync prefill", "target", string(lf.target))
-			default:
-				s.attn.hopper = hopperReady
-			}
-		}
-	}
-	return s.attn.hopper == hopperReady
+	enc, ok := s.drv.(tensorMapEncoder)
+	return ok && enc.CanEncodeTensorMaps() && s.sm90aReady(FamilyAttentionWGMMA)
 }
 
 // sharedLimit is the most dynamic shared memory a block can be given, read

@@ -145,3 +145,29 @@ func (s *Set) loadFamily(f Family) (*loadedFamily, error) {
 	}
 	return nil, errors.New("kernels: no PTX target to try") // targetsFor never returns an empty list
 }
+
+// sm90aReady reports whether the kernels of f, one of sm90aOnlyFamilies,
+// can run on this Set (s.mu held): compute capability 9.0 and f's sm_90a
+// module loaded, not the compute_80 fallback (which holds no kernels of
+// such a family). Decided once per family, so that a module the driver
+// refuses is neither reloaded nor logged again on every launch.
+func (s *Set) sm90aReady(f Family) bool {
+	if ready, ok := s.sm90a[f]; ok {
+		return ready
+	}
+	if s.closed || s.cc != (ComputeCapability{9, 0}) {
+		return false
+	}
+	ready := false
+	lf, err := s.loadFamily(f)
+	switch {
+	case err != nil:
+		s.log.Warn("kernels: a Hopper kernel family did not load; the baseline kernels serve", "family", string(f), "error", err)
+	case lf.target != TargetSM90a:
+		s.log.Info("kernels: no sm_90a module for a Hopper kernel family; the baseline kernels serve", "family", string(f), "target", string(lf.target))
+	default:
+		ready = true
+	}
+	s.sm90a[f] = ready
+	return ready
+}

@@ -157,20 +157,14 @@ func (s *Set) planMatMulLocked(a *MatMulArgs) matmulPlan {
 // matmulHopperOK reports whether the Hopper GEMM can run a on this device
 // (s.mu held): only asked where dispatch would consider it (compute
 // capability 9.0, F16/BF16 activations, m > 16, fast variants allowed), it
-// loads the family's module to learn which PTX target the driver took (the
-// compute_80 fallback has no wgmma kernels) and checks that a block can get
-// the kernels' dynamic shared memory.
+// needs the family's sm_90a module (sm90aReady) and a block that can get the
+// kernels' dynamic shared memory.
 func (s *Set) matmulHopperOK(a *MatMulArgs) bool {
-	if s.closed || s.cc != (ComputeCapability{9, 0}) || int64(a.M) <= decodeXRows || a.K == 0 ||
+	if s.cc != (ComputeCapability{9, 0}) || int64(a.M) <= decodeXRows || a.K == 0 ||
 		(a.XType != tensor.F16 && a.XType != tensor.BF16) || !fastAllowed(s.sel, FamilyMatMulWGMMA, KindWGMMA) {
 		return false
 	}
-	lf, err := s.loadFamily(FamilyMatMulWGMMA)
-	if err != nil {
-		s.log.Debug("kernels: the Hopper matmul module did not load; using the mma GEMM", "error", err)
-		return false
-	}
-	return lf.target == TargetSM90a && s.sharedLimit() >= wgmmaSharedBytes
+	return s.sm90aReady(FamilyMatMulWGMMA) && s.sharedLimit() >= wgmmaSharedBytes
 }
 
 // maxGridY bounds the m tiles of one launch; a larger m is split into

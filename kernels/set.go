@@ -39,8 +39,10 @@ type Set struct {
 	mu     sync.Mutex
 	closed bool
 	loaded map[Family]*loadedFamily
-	funcs  []*cuda.Function // by kernelID; nil until first use
-	args   cuda.Args        // reset and refilled by every launch
+	// sm90a caches sm90aReady's answer per sm_90a-only family.
+	sm90a map[Family]bool
+	funcs []*cuda.Function // by kernelID; nil until first use
+	args  cuda.Args        // reset and refilled by every launch
 
 	// Parameter structs are filled in place, not on the stack, so that
 	// packing them never makes them escape to the heap.
@@ -90,6 +92,7 @@ func newSet(drv driver, cc ComputeCapability, opts Options) (*Set, error) {
 		log:    log,
 		fsys:   fsys,
 		loaded: map[Family]*loadedFamily{},
+		sm90a:  map[Family]bool{},
 		funcs:  make([]*cuda.Function, len(kernelTable)),
 	}
 	s.mm.workspaces.what = "matmul split-k"
